@@ -1,0 +1,45 @@
+"""The FastAPI application of the edge gateway."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from gateway.edge import Edge
+from gateway.metrics import GatewayMetrics
+from gateway.routers import frames, health
+from tripwire import __version__
+from tripwire.brokers import Broker
+from tripwire.config import CamerasFile
+from tripwire.settings import GatewaySettings
+
+
+def create_app(settings: GatewaySettings, cameras: CamerasFile, broker: Broker) -> FastAPI:
+    """Build the app; it connects ``broker`` at start-up if needed and closes it at shutdown."""
+    metrics = GatewayMetrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if not broker.connected:
+            await broker.connect()
+        edge = Edge(cameras, broker, metrics, settings.motion_threads)
+        app.state.edge = edge
+        try:
+            yield
+        finally:
+            edge.close()
+            await broker.close()
+
+    app = FastAPI(
+        title="tripwire gateway",
+        version=__version__,
+        description="Camera ingest with motion gating; motion frames go to the broker.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.include_router(frames.router)
+    app.include_router(health.router)
+    return app

@@ -1,0 +1,119 @@
+"""The edge pipeline behind the HTTP API: authenticate, run motion, publish motion frames.
+
+Frames of one camera are analysed strictly in order (a per-camera lock) on a thread pool,
+since the motion function is CPU work that OpenCV runs with the GIL released. Publishing
+happens outside that lock so a slow broker confirm does not hold up the next analysis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from functions.motion import MotionDetector, MotionResult
+from gateway.metrics import GatewayMetrics
+from tripwire.brokers import Broker
+from tripwire.config import CameraConfig, CamerasFile
+from tripwire.contract import FrameMeta
+from tripwire.errors import BrokerError, TripwireError
+from tripwire.tokens import verify
+
+T = TypeVar("T")
+
+
+class EdgeError(TripwireError):
+    """Root of the errors the API layer turns into HTTP answers."""
+
+
+class UnknownCamera(EdgeError):
+    pass
+
+
+class Unauthorized(EdgeError):
+    pass
+
+
+class BrokerDown(EdgeError):
+    pass
+
+
+@dataclass
+class CameraState:
+    config: CameraConfig
+    detector: MotionDetector
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    seq: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+
+@dataclass(frozen=True)
+class Ingested:
+    seq: int
+    result: MotionResult
+    published: bool
+
+
+class Edge:
+    def __init__(
+        self, cameras: CamerasFile, broker: Broker, metrics: GatewayMetrics, threads: int
+    ) -> None:
+        self.broker = broker
+        self.metrics = metrics
+        self._cameras = {c.id: CameraState(c, MotionDetector(c)) for c in cameras.cameras}
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="motion")
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def authenticate(self, camera_id: str, token: str | None) -> CameraState:
+        """Return the camera's state; raise UnknownCamera or Unauthorized."""
+        state = self._cameras.get(camera_id)
+        if state is None:
+            raise UnknownCamera(f"camera {camera_id!r} is not configured")
+        if not token or not verify(token, state.config.token_hash):
+            raise Unauthorized(f"camera {camera_id}: missing or wrong bearer token")
+        return state
+
+    async def _run(self, fn: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn)
+
+    async def ingest(
+        self, state: CameraState, body: bytes, content_type: str,
+        capture_ns: int | None, seq: int | None,
+    ) -> Ingested:
+        """Analyse one frame and publish it when it is a motion frame.
+
+        Raises FrameError (undecodable) or BrokerDown (publish not confirmed).
+        """
+        receive_ns = time.time_ns()
+        capture = capture_ns if capture_ns is not None else receive_ns
+        if not self.broker.connected:
+            raise BrokerDown("broker is not connected")
+        async with state.lock:
+            frame_seq = seq if seq is not None else next(state.seq)
+            started = time.perf_counter()
+            result = await self._run(lambda: state.detector.process(body, capture))
+            self.metrics.motion_seconds.observe(time.perf_counter() - started)
+        camera = state.config.id
+        self.metrics.frames.labels(camera).inc()
+        if result.event_opened:
+            self.metrics.events.labels(camera).inc()
+        if not result.publish:
+            return Ingested(frame_seq, result, False)
+        meta = FrameMeta(
+            camera=camera, seq=frame_seq, capture_ns=capture, receive_ns=receive_ns,
+            width=result.width, height=result.height, content_type=content_type,
+            motion_score=result.score, boxes=result.boxes, event_id=result.event_id,
+        )
+        started = time.perf_counter()
+        try:
+            await self.broker.publish(meta.subject, body, meta.to_headers())
+        except BrokerError as exc:
+            raise BrokerDown(f"camera {camera}: frame {frame_seq}: {exc}") from exc
+        self.metrics.publish_seconds.observe(time.perf_counter() - started)
+        self.metrics.motion_frames.labels(camera).inc()
+        return Ingested(frame_seq, result, True)

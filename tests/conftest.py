@@ -1,0 +1,52 @@
+"""Fixtures that start real servers: a throwaway nats-server, the machine's RabbitMQ."""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tripwire.embedded_nats import EmbeddedNats
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
+
+
+@pytest.fixture(scope="session")
+def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedNats]:
+    server = EmbeddedNats.start(tmp_path_factory.mktemp("nats"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def nats_url(nats_server: EmbeddedNats) -> str:
+    return nats_server.url
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_url() -> str:
+    """The machine's RabbitMQ; a missing server is a failure, not a skip (.ci/run starts it)."""
+    try:
+        socket.create_connection(("127.0.0.1", 5672), 2).close()
+    except OSError as exc:
+        pytest.fail(f"RabbitMQ is not running on 127.0.0.1:5672 ({exc}); start it with "
+                    "`rabbitmq-server -detached`")
+    return RABBITMQ_URL
+
+
+@pytest.fixture
+def unique() -> str:
+    """A short unique suffix for stream, queue and exchange names shared across test runs."""
+    return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"test data folder {SHARED_DATA} is absent (see shared/data/README.md)")
+    return SHARED_DATA

@@ -1,0 +1,40 @@
+"""Run the real gateway (uvicorn) in a background thread for tests."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import uvicorn
+
+from gateway.app import create_app
+from tripwire.brokers import open_broker
+from tripwire.config import CamerasFile
+from tripwire.embedded_nats import free_port
+from tripwire.settings import GatewaySettings
+
+
+@contextmanager
+def running_gateway(
+    settings: GatewaySettings, cameras: CamerasFile, broker_url: str
+) -> Iterator[str]:
+    """Yield the base URL of a gateway serving on a free port; stop it on exit."""
+    port = free_port()
+    app = create_app(settings, cameras, open_broker(settings.broker, broker_url))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("gateway did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(15)

@@ -1,0 +1,34 @@
+"""Pick the adapter for a broker URL."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from tripwire.brokers.protocol import Broker
+from tripwire.errors import ConfigError
+from tripwire.settings import BrokerSettings
+from tripwire.urls import redact
+
+
+def open_broker(settings: BrokerSettings, url: str) -> Broker:
+    """An unconnected adapter for ``url`` (call ``await broker.connect()``)."""
+    scheme = urlsplit(url).scheme
+    if scheme in {"nats", "tls"}:
+        from tripwire.brokers.jetstream import JetStreamBroker
+
+        return JetStreamBroker(
+            url,
+            settings.nats,
+            connect_timeout_s=settings.connect_timeout_s,
+            publish_timeout_s=settings.publish_timeout_s,
+        )
+    if scheme in {"amqp", "amqps"}:
+        from tripwire.brokers.rabbitmq import RabbitBroker
+
+        return RabbitBroker(
+            url,
+            settings.rabbitmq,
+            connect_timeout_s=settings.connect_timeout_s,
+            publish_timeout_s=settings.publish_timeout_s,
+        )
+    raise ConfigError(f"broker url {redact(url)}: unknown scheme {scheme!r}")

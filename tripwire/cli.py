@@ -1,0 +1,164 @@
+"""The ``tripwire`` command: one entry point, a subcommand per process."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from pydantic import ValidationError
+
+from tripwire.errors import TripwireError
+
+log = logging.getLogger("tripwire")
+
+
+def _settings_overrides(args: argparse.Namespace, *names: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in names:
+        value = getattr(args, name, None)
+        if value is not None:
+            out[name] = value
+    if getattr(args, "broker", None):
+        out["broker"] = {"url": args.broker}
+    return out
+
+
+def _cmd_token(args: argparse.Namespace) -> int:
+    from tripwire.contract import check_camera_id
+    from tripwire.tokens import hash_token, new_token
+
+    camera = check_camera_id(args.camera)
+    token = new_token()
+    print(f"token for {camera} (shown once; give it to the camera):\n  {token}\n")
+    print("paste into the camera's entry in your config file:")
+    print(f"  - id: {camera}\n    token_hash: \"{hash_token(token)}\"")
+    return 0
+
+
+def _cmd_init(args: argparse.Namespace) -> int:
+    from tripwire.settings import GatewaySettings
+    from tripwire.starter import write_starter_config
+
+    settings = GatewaySettings()
+    path, tokens_path = write_starter_config(settings.home, args.cameras, force=args.force)
+    print(f"wrote {path} ({args.cameras} camera(s)); their tokens are in {tokens_path} (mode 600)")
+    return 0
+
+
+def _cmd_config_check(args: argparse.Namespace) -> int:
+    from tripwire.config import load_config
+
+    cameras = load_config(args.file)
+    print(f"{args.file}: ok, {len(cameras.cameras)} camera(s): "
+          + ", ".join(c.id for c in cameras.cameras))
+    return 0
+
+
+def _cmd_gateway(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from gateway.app import create_app
+    from tripwire.brokers import open_broker
+    from tripwire.config import load_config
+    from tripwire.runtime import resolve_broker
+    from tripwire.settings import GatewaySettings
+
+    settings = GatewaySettings(**_settings_overrides(args, "config", "host", "port"))
+    _logging(settings.log_level)
+    cameras = load_config(settings.config_path())
+    if not cameras.cameras:
+        log.warning("no cameras configured: every POST will be answered 404 (see --config)")
+    endpoint = resolve_broker(settings)
+    try:
+        app = create_app(settings, cameras, open_broker(settings.broker, endpoint.url))
+        uvicorn.run(app, host=settings.host, port=settings.port, access_log=False,
+                    log_level=settings.log_level.lower())
+    finally:
+        endpoint.stop()
+    return 0
+
+
+def _cmd_motion(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from functions.motion.publisher import run_pull_mode
+    from tripwire.settings import MotionSettings
+
+    settings = MotionSettings(**_settings_overrides(args, "config", "camera", "source"))
+    _logging(settings.log_level)
+    return asyncio.run(run_pull_mode(settings, max_frames=args.max_frames))
+
+
+def _logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tripwire",
+        description="Motion-gated, scale-to-zero video analytics. Settings come from TRIPWIRE_* "
+        "environment variables; flags override them.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(
+        name: str, fn: Callable[[argparse.Namespace], int] | None, help_: str
+    ) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_, description=help_)
+        if fn is not None:
+            p.set_defaults(func=fn)
+        return p
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--config", help="camera config YAML (env TRIPWIRE_CONFIG)")
+        p.add_argument("--broker", help="nats://… or amqp://…; unset = embedded NATS server")
+
+    p = add("gateway", _cmd_gateway, "run the camera ingest gateway with the motion function")
+    common(p)
+    p.add_argument("--host", help="listen address (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="listen port (default 8080)")
+
+    p = add("motion", _cmd_motion,
+            "pull mode: read a file, rtsp:// stream or /dev/videoN and publish motion frames")
+    common(p)
+    p.add_argument("--source", required=True, help="video file, rtsp:// URL or /dev/videoN")
+    p.add_argument("--camera", required=True, help="camera id from the config file")
+    p.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
+
+    p = add("init", _cmd_init, "write a starter camera config under TRIPWIRE_HOME (dev setup)")
+    p.add_argument("--cameras", type=int, default=1, help="how many cameras (cam-1, cam-2, …)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing config")
+
+    p = add("token", None, "manage camera tokens")
+    tok = p.add_subparsers(dest="token_command", required=True, metavar="ACTION")
+    new = tok.add_parser("new", help="print a fresh token once and the config line to paste",
+                         description="print a fresh token once and the config line to paste")
+    new.add_argument("camera", help="camera id")
+    new.set_defaults(func=_cmd_token)
+
+    p = add("config", None, "camera config file tools")
+    cfg = p.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    check = cfg.add_parser("check", help="validate a camera config file",
+                           description="validate a camera config file")
+    check.add_argument("file")
+    check.set_defaults(func=_cmd_config_check)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except (TripwireError, ValidationError) as exc:
+        print(f"tripwire {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,182 @@
+"""The camera config file (YAML): cameras, their tokens, motion parameters, masks and zones.
+
+```yaml
+defaults:
+  motion: {threshold: 25}        # merged under every camera's own motion block
+cameras:
+  - id: cam-1
+    token_hash: "sha256:..."     # from `tripwire token new cam-1`
+    motion: {min_area: 0.0005}
+    masks: [[[0.0, 0.0], [1.0, 0.0], [1.0, 0.08], [0.0, 0.08]]]   # e.g. an on-screen clock
+    zones: {driveway: [[0.1, 0.5], [0.6, 0.5], [0.6, 1.0], [0.1, 1.0]]}
+```
+
+Polygon points are fractions of the frame width and height (0..1), so one config works for
+every resolution a camera may send. Unknown keys are errors that name their path.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from tripwire.contract import check_camera_id
+from tripwire.errors import ConfigError, ContractError
+from tripwire.tokens import PREFIX as TOKEN_PREFIX
+
+Point = tuple[Annotated[float, Field(ge=0.0, le=1.0)], Annotated[float, Field(ge=0.0, le=1.0)]]
+Polygon = Annotated[list[Point], Field(min_length=3, description="at least 3 points, 0..1")]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MotionConfig(Strict):
+    """Motion detection parameters of one camera (see functions/motion)."""
+
+    analysis_height: int = Field(
+        180, ge=45, le=1080,
+        description="analyse at about this many rows; picks the JPEG reduced-decode factor",
+    )
+    threshold: int = Field(
+        25, ge=1, le=254, description="per-pixel difference to background that counts (0-255)"
+    )
+    min_area: float = Field(
+        0.0002, gt=0.0, lt=1.0,
+        description="smallest moving blob, as a fraction of the frame area",
+    )
+    blur: int = Field(5, ge=1, le=31, description="Gaussian blur kernel (odd) before differencing")
+    alpha: float = Field(
+        0.05, gt=0.0, le=1.0, description="background running-average weight per analysed frame"
+    )
+    frames_to_open: int = Field(2, ge=1, le=100, description="motion frames that open an event")
+    frames_to_close: int = Field(10, ge=1, le=1000, description="quiet frames that close it")
+    calibration_frames: int = Field(
+        5, ge=1, le=300, description="frames to learn the background at start and after a jump"
+    )
+    lighting_change: float = Field(
+        0.35, gt=0.0, le=1.0,
+        description="changed fraction of the frame taken as a lighting change (recalibrate)",
+    )
+    analysis_fps: float = Field(
+        10.0, ge=0.0, le=120.0,
+        description="analyse at most this many frames/s (0 = every frame); others ride along",
+    )
+    max_publish_fps: float = Field(
+        5.0, gt=0.0, le=120.0, description="publish at most this many motion frames/s"
+    )
+
+    @field_validator("blur")
+    @classmethod
+    def _odd(cls, value: int) -> int:
+        if value % 2 == 0:
+            raise ValueError("must be odd")
+        return value
+
+
+class CameraConfig(Strict):
+    id: str = Field(description="camera id: 1-63 of a-z 0-9 - _")
+    token_hash: str = Field(description="sha256:<hex> of the camera's bearer token")
+    motion: MotionConfig = Field(default_factory=MotionConfig)
+    masks: list[Polygon] = Field(default_factory=list, description="areas where motion is ignored")
+    zones: dict[str, Polygon] = Field(default_factory=dict, description="named areas of interest")
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        try:
+            return check_camera_id(value)
+        except ContractError as exc:
+            raise ValueError(str(exc)) from exc
+
+    @field_validator("token_hash")
+    @classmethod
+    def _hash(cls, value: str) -> str:
+        digest = value.removeprefix(TOKEN_PREFIX)
+        if not value.startswith(TOKEN_PREFIX) or len(digest) != 64:
+            raise ValueError("must be 'sha256:' and 64 hex digits (tripwire token new CAMERA)")
+        int(digest, 16)
+        return value
+
+
+class Defaults(Strict):
+    motion: dict[str, Any] = Field(default_factory=dict, description="motion keys for all cameras")
+
+
+class CamerasFile(Strict):
+    defaults: Defaults = Field(default_factory=Defaults)
+    cameras: list[CameraConfig] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _merge_defaults(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        defaults = (data.get("defaults") or {}).get("motion") or {}
+        cameras = data.get("cameras") or []
+        if defaults and isinstance(cameras, list):
+            data = dict(data)
+            data["cameras"] = [
+                {**cam, "motion": {**defaults, **(cam.get("motion") or {})}}
+                if isinstance(cam, dict) else cam
+                for cam in cameras
+            ]
+        return data
+
+    @model_validator(mode="after")
+    def _unique(self) -> CamerasFile:
+        seen: set[str] = set()
+        for cam in self.cameras:
+            if cam.id in seen:
+                raise ValueError(f"camera id {cam.id!r} appears twice")
+            seen.add(cam.id)
+        return self
+
+    def camera(self, camera_id: str) -> CameraConfig | None:
+        return next((c for c in self.cameras if c.id == camera_id), None)
+
+
+def _path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "<root>"
+
+
+def _raise(exc: ValidationError, source: str, prefix: tuple[int | str, ...] = ()) -> NoReturn:
+    lines = [f"{source}: {_path(prefix + tuple(err['loc']))}: {err['msg']}" for err in exc.errors()]
+    raise ConfigError("\n".join(lines)) from None
+
+
+def parse_config(data: Any, source: str = "<config>") -> CamerasFile:
+    """Validate a parsed YAML document; errors name the offending key path."""
+    data = data if data is not None else {}
+    defaults = data.get("defaults") if isinstance(data, dict) else None
+    if isinstance(defaults, dict) and isinstance(defaults.get("motion"), dict):
+        try:  # checked on its own so that a typo there is reported at its own path
+            MotionConfig.model_validate(defaults["motion"])
+        except ValidationError as exc:
+            _raise(exc, source, ("defaults", "motion"))
+    try:
+        return CamerasFile.model_validate(data)
+    except ValidationError as exc:
+        _raise(exc, source)
+
+
+def load_config(path: str | os.PathLike[str] | None) -> CamerasFile:
+    """Load the cameras file at ``path``; ``None`` gives an empty config."""
+    if path is None:
+        return CamerasFile()
+    file = Path(path)
+    try:
+        data = yaml.safe_load(file.read_text())
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{file}: not valid YAML: {exc}") from None
+    return parse_config(data, str(file))

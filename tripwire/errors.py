@@ -1,0 +1,29 @@
+"""One root exception for the whole package; callers catch the specific subclasses."""
+
+
+class TripwireError(Exception):
+    """Root of every error tripwire raises on purpose."""
+
+
+class ConfigError(TripwireError):
+    """A settings value or the camera config file is invalid; the message names the path."""
+
+
+class ContractError(TripwireError):
+    """A message does not follow the message contract (missing or malformed headers)."""
+
+
+class FrameError(TripwireError):
+    """A frame cannot be used: not an image of an accepted type, truncated, or undecodable."""
+
+
+class BrokerError(TripwireError):
+    """A broker operation failed."""
+
+
+class BrokerUnavailable(BrokerError):
+    """The broker cannot be reached now; the caller may retry later (HTTP 503)."""
+
+
+class PublishTimeout(BrokerUnavailable):
+    """The broker did not confirm a publish in time; the message may or may not be stored."""
