@@ -55,6 +55,7 @@ class Header:
     CLAIM = "Tripwire-Claim"
     # Set by the detector when it dead-letters a message.
     DEAD_REASON = "Tripwire-Dead-Reason"
+    DEAD_SUBJECT = "Tripwire-Dead-Subject"  # the subject / routing key it was published to
 
 
 def check_camera_id(camera: str) -> str:

@@ -22,8 +22,9 @@ from tripwire.errors import BrokerUnavailable
 
 log = logging.getLogger(__name__)
 
-# nats-server's default max_payload is 1 MiB; a 4K JPEG can exceed it.
-MAX_PAYLOAD = 8 * 1024 * 1024
+# nats-server's default max_payload is 1 MiB; a 4K JPEG can exceed it. 1 MiB above the
+# gateway's default frame limit (8 MiB) leaves room for headers and dead-letter annotations.
+MAX_PAYLOAD = 9 * 1024 * 1024
 
 
 def nats_server_binary() -> str:
@@ -75,9 +76,12 @@ class EmbeddedNats:
         return f"http://127.0.0.1:{self.monitor_port}"
 
     @classmethod
-    def start(cls, store_dir: Path, *, timeout: float = 15.0) -> EmbeddedNats:
+    def start(
+        cls, store_dir: Path, *, port: int = 0, monitor_port: int = 0, timeout: float = 15.0
+    ) -> EmbeddedNats:
+        """Start a server; ports of 0 mean free ports picked now."""
         store_dir.mkdir(parents=True, exist_ok=True)
-        port, monitor_port = free_port(), free_port()
+        port, monitor_port = port or free_port(), monitor_port or free_port()
         log_path = store_dir / "nats-server.log"
         config = store_dir / "nats-server.conf"
         config.write_text(f"max_payload: {MAX_PAYLOAD}\n")

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from tripwire.brokers.protocol import Broker
 from tripwire.errors import ConfigError
-from tripwire.settings import BrokerSettings
 from tripwire.urls import redact
+
+if TYPE_CHECKING:  # settings imports the adapters' settings blocks from this package
+    from tripwire.settings import BrokerSettings
 
 
 def open_broker(settings: BrokerSettings, url: str) -> Broker:

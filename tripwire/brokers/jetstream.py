@@ -1,0 +1,454 @@
+"""NATS JetStream adapter: motion frames in a work-queue stream, pulled by one durable consumer.
+
+Three streams are declared on connect: motion (work queue: a frame lives until the detector
+acks it), results (detections, alerts, wake; limits retention) and dead letters. The
+consumer's lag (waiting + unacked) is exactly what the KEDA NATS JetStream scaler reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import re
+from collections.abc import Awaitable, Mapping
+from typing import Any, Literal
+
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client, Server
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext, api
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from tripwire import contract
+from tripwire.brokers.protocol import Message
+from tripwire.contract import Header
+from tripwire.embedded_nats import MAX_PAYLOAD
+from tripwire.errors import BrokerError, BrokerUnavailable, PublishTimeout
+from tripwire.urls import redact, scrub
+
+log = logging.getLogger(__name__)
+
+KiB = 1024
+MiB = 1024 * KiB
+GiB = 1024 * MiB
+TiB = 1024 * GiB
+DAY_S = 86_400.0
+
+# JetStream's dedup header; the contract's Tripwire-Id is copied into it.
+NATS_MSG_ID = "Nats-Msg-Id"
+
+# JetStream API error codes this adapter tells apart.
+_ERR_STREAM_NAME_IN_USE = 10058  # exists with a different config: update it instead
+_ERR_MSG_TOO_BIG = 10054  # message size exceeds the stream's max_msg_size
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# Dot-separated non-empty tokens; '*' only as a whole token, '>' only as the whole last one.
+_SUBJECT_RE = re.compile(r"^(?:(?:[^.\s*>]+|\*)\.)*(?:[^.\s*>]+|\*|>)$")
+_UNAVAILABLE = (
+    nats.errors.ConnectionClosedError,
+    nats.errors.ConnectionReconnectingError,
+    nats.errors.ConnectionDrainingError,
+    nats.errors.NoServersError,
+    nats.errors.NoRespondersError,
+    nats.errors.OutboundBufferLimitError,
+    nats.errors.StaleConnectionError,
+    nats.js.errors.NoStreamResponseError,
+    nats.js.errors.ServiceUnavailableError,  # also "maximum bytes exceeded": retry later
+    TimeoutError,
+    OSError,
+)
+
+
+class NatsSettings(BaseModel):
+    """Streams, consumer and reconnect policy of the NATS JetStream adapter."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    stream: str = Field("TRIPWIRE_MOTION", description="work-queue stream of motion frames")
+    subjects: list[str] = Field(
+        default_factory=lambda: [f"{contract.MOTION_PREFIX}.>"],
+        min_length=1,
+        description="subjects the motion stream captures",
+    )
+    storage: Literal["file", "memory"] = Field("file", description="memory loses all on restart")
+    replicas: int = Field(1, ge=1, le=5, description="stream replicas (NATS cluster only)")
+    stream_max_bytes: int = Field(2 * GiB, ge=MiB, le=TiB, description="full: publish is 503")
+    stream_max_age_s: float = Field(3600, gt=0, le=30 * DAY_S, description="drop older frames")
+    max_msg_bytes: int = Field(MAX_PAYLOAD, ge=KiB, le=64 * MiB, description="largest frame")
+    duplicate_window_s: float = Field(120, gt=0, le=DAY_S, description="Tripwire-Id dedup window")
+    durable: str = Field("detector", description="durable pull consumer shared by detectors")
+    ack_wait_s: float = Field(30, ge=1, le=3600, description="redeliver if unacked this long")
+    max_ack_pending: int = Field(1000, ge=1, le=1_000_000, description="frames in flight, max")
+    results_stream: str = Field("TRIPWIRE_RESULTS", description="detections, alerts, wake")
+    results_subjects: list[str] = Field(
+        default_factory=lambda: [
+            f"{contract.DETECTIONS_PREFIX}.>",
+            f"{contract.ALERTS_PREFIX}.>",
+            contract.WAKE_SUBJECT,
+        ],
+        min_length=1,
+        description="subjects the results stream captures",
+    )
+    results_max_bytes: int = Field(GiB, ge=MiB, le=TiB, description="results stream size")
+    results_max_age_s: float = Field(DAY_S, gt=0, le=365 * DAY_S, description="keep results")
+    dead_stream: str = Field("TRIPWIRE_DEAD", description="stream of dead-lettered messages")
+    dead_prefix: str = Field(contract.DEAD_PREFIX, description="subject S dies to <prefix>.S")
+    dead_max_bytes: int = Field(GiB, ge=MiB, le=TiB, description="dead-letter stream size")
+    dead_max_age_s: float = Field(7 * DAY_S, gt=0, le=365 * DAY_S, description="keep dead")
+    reconnect_wait_s: float = Field(0.5, gt=0, le=60, description="first retry delay, doubling")
+    reconnect_max_wait_s: float = Field(10, gt=0, le=600, description="retry delay cap")
+
+    @model_validator(mode="after")
+    def _check(self) -> NatsSettings:
+        names = (self.stream, self.results_stream, self.dead_stream, self.durable)
+        for name in names:
+            if not _NAME_RE.match(name):
+                raise ValueError(f"name {name!r}: use 1-64 of A-Z, a-z, 0-9, '_' or '-'")
+        if len(set(names[:3])) != 3:
+            raise ValueError("stream, results_stream and dead_stream must differ")
+        for subject in [*self.subjects, *self.results_subjects, f"{self.dead_prefix}.>"]:
+            if not _SUBJECT_RE.match(subject):
+                raise ValueError(f"subject {subject!r} is not a valid NATS subject")
+        if "*" in self.dead_prefix or ">" in self.dead_prefix:
+            raise ValueError("dead_prefix must not contain wildcards")
+        # nats-server refuses a dedup window longer than the stream's max age.
+        ages = (self.stream_max_age_s, self.results_max_age_s, self.dead_max_age_s)
+        if self.duplicate_window_s > min(ages):
+            raise ValueError("duplicate_window_s must not exceed any stream's max age")
+        if self.reconnect_wait_s > self.reconnect_max_wait_s:
+            raise ValueError("reconnect_wait_s must not exceed reconnect_max_wait_s")
+        return self
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, nats.js.errors.APIError) and exc.description:
+        return f"{exc.description} (code {exc.code}, err_code {exc.err_code})"
+    return str(exc) or type(exc).__name__
+
+
+class JetStreamMessage:
+    """One delivered motion message; settles itself on the JetStream consumer."""
+
+    def __init__(self, broker: JetStreamBroker, msg: Msg) -> None:
+        self._broker, self._msg = broker, msg
+        self.subject: str = msg.subject
+        self.body: bytes = msg.data
+        # Broker-internal headers (Nats-Msg-Id, ...) are hidden: callers see what was published.
+        self.headers: Mapping[str, str] = {
+            k: v for k, v in (msg.headers or {}).items() if not k.startswith("Nats-")
+        }
+        self.deliveries: int = msg.metadata.num_delivered
+
+    async def ack(self) -> None:
+        await self._settle("ack", self._msg.ack())
+
+    async def nak(self, delay: float | None = None) -> None:
+        await self._settle("nak", self._msg.nak(delay=delay))
+
+    async def in_progress(self) -> None:
+        await self._settle("in_progress", self._msg.in_progress())
+
+    async def term(self, reason: str) -> None:
+        # Store the dead letter first (awaiting its PubAck), only then terminate: a crash in
+        # between means a redelivery and at worst a second dead letter (deduplicated by
+        # Tripwire-Id within the window), never a lost one.
+        headers = dict(self.headers)
+        headers[Header.DEAD_REASON] = " ".join(reason.split())[:256] or "unspecified"
+        headers[Header.DEAD_SUBJECT] = self.subject
+        dead_subject = f"{self._broker.settings.dead_prefix}.{self.subject}"
+        await self._broker.publish(dead_subject, self.body, headers)
+        await self._settle("term", self._msg.term())
+
+    async def _settle(self, what: str, op: Awaitable[None]) -> None:
+        try:
+            await op
+        except Exception as exc:
+            raise self._broker.wrap(exc, f"{what} {self.subject}") from exc
+
+
+class JetStreamBroker:
+    """Broker on NATS JetStream (see :class:`tripwire.brokers.protocol.Broker`)."""
+
+    name = "nats"
+
+    def __init__(
+        self,
+        url: str,
+        settings: NatsSettings,
+        *,
+        connect_timeout_s: float,
+        publish_timeout_s: float,
+    ) -> None:
+        self.settings = settings
+        self._url = url
+        self._connect_timeout_s = connect_timeout_s
+        self._publish_timeout_s = publish_timeout_s
+        self._nc: Client | None = None
+        self._js: JetStreamContext | None = None
+        self._sub: JetStreamContext.PullSubscription | None = None
+        self._consumer_lock = asyncio.Lock()
+        self._redeclaring: asyncio.Future[None] | None = None
+
+    def __repr__(self) -> str:
+        return f"JetStreamBroker({redact(self._url)!r}, stream={self.settings.stream!r})"
+
+    @property
+    def connected(self) -> bool:
+        return self._nc is not None and self._nc.is_connected
+
+    def wrap(self, exc: BaseException, what: str) -> BrokerError:
+        """A tripwire error for a nats exception, with context and without credentials."""
+        text = scrub(f"nats {redact(self._url)}: {what}: {_describe(exc)}", self._url)
+        if isinstance(exc, nats.errors.MaxPayloadError):
+            return BrokerError(f"{text}: message larger than the server's max_payload")
+        if isinstance(exc, nats.js.errors.APIError) and exc.err_code == _ERR_MSG_TOO_BIG:
+            return BrokerError(f"{text}: message larger than the stream's max_msg_size")
+        if isinstance(exc, _UNAVAILABLE):
+            return BrokerUnavailable(text)
+        return BrokerError(text)
+
+    async def connect(self) -> None:
+        if self.connected:
+            return
+        await self.close()  # a client still reconnecting on its own is replaced, not leaked
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._connect_timeout_s
+        delay = self.settings.reconnect_wait_s
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                await self._attempt(deadline - loop.time())
+                break
+            except BrokerUnavailable as exc:
+                last = str(exc)
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise BrokerUnavailable(
+                    f"nats {redact(self._url)}: not reachable after {attempts} attempt(s) in "
+                    f"{self._connect_timeout_s:g}s; last error: {last}"
+                )
+            await asyncio.sleep(min(delay * random.uniform(0.8, 1.2), remaining))
+            delay = min(delay * 2, self.settings.reconnect_max_wait_s)
+        log.info("nats %s connected (stream %s)", redact(self._url), self.settings.stream)
+
+    async def _attempt(self, budget: float) -> None:
+        """Connect once and declare the streams; BrokerUnavailable means try again."""
+        try:
+            nc = await self._open(budget)
+        except Exception as exc:
+            raise BrokerUnavailable(scrub(_describe(exc), self._url)) from None
+        self._nc, self._js, self._sub = nc, nc.jetstream(timeout=self._publish_timeout_s), None
+        try:
+            await self._declare_streams()
+        except BrokerError:
+            await self.close()
+            raise
+
+    async def _open(self, budget: float) -> Client:
+        """One TCP + CONNECT attempt; once it is up, nats-py's own reconnect loop takes over."""
+        nc = Client()
+        # Resolved by the first error of this attempt: connect() backs off itself, because
+        # with max_reconnect_attempts=-1 nats-py would retry forever at a fixed pace.
+        failed: asyncio.Future[Exception] = asyncio.get_running_loop().create_future()
+        where = redact(self._url)
+
+        async def on_error(exc: Exception) -> None:
+            if not failed.done():
+                failed.set_result(exc)
+                return
+            level = logging.DEBUG if nc.is_reconnecting else logging.WARNING
+            log.log(level, "nats %s: %s", where, scrub(_describe(exc), self._url))
+
+        async def on_disconnect() -> None:
+            if nc.is_reconnecting:
+                log.warning("nats %s disconnected; reconnecting", where)
+
+        async def on_reconnect() -> None:
+            log.warning("nats %s reconnected", where)
+            # A server that came back without its store (no volume) lost the streams.
+            if self._redeclaring is not None:
+                self._redeclaring.cancel()
+            self._redeclaring = asyncio.ensure_future(self._redeclare())
+
+        connecting = asyncio.ensure_future(
+            nc.connect(
+                servers=[self._url],
+                name="tripwire",
+                error_cb=on_error,
+                disconnected_cb=on_disconnect,
+                reconnected_cb=on_reconnect,
+                allow_reconnect=True,
+                max_reconnect_attempts=-1,
+                reconnect_to_server_handler=self._next_reconnect,
+                connect_timeout=max(1, min(5, int(budget))),
+            )
+        )
+        waiters: set[asyncio.Future[Any]] = {connecting, failed}
+        await asyncio.wait(waiters, timeout=max(budget, 0.05), return_when=asyncio.FIRST_COMPLETED)
+        if connecting.done() and connecting.exception() is None:
+            failed.cancel()  # from now on errors are logged, not taken as a failed attempt
+            return nc
+        connecting.cancel()
+        await asyncio.wait({connecting})
+        await _close_quietly(nc)
+        if failed.done():
+            raise failed.result()
+        if not connecting.cancelled() and (error := connecting.exception()) is not None:
+            raise error
+        raise TimeoutError(f"no connection within {budget:.1f}s")
+
+    def _next_reconnect(
+        self, servers: list[Server], info: dict[str, Any]
+    ) -> tuple[Server | None, float]:
+        """nats-py's reconnect hook: exponential backoff with jitter, capped."""
+        attempt = min(servers[0].reconnects if servers else 0, 30)
+        delay = min(self.settings.reconnect_wait_s * 2**attempt, self.settings.reconnect_max_wait_s)
+        return None, delay * random.uniform(0.8, 1.2)
+
+    async def _declare_streams(self) -> None:
+        s = self.settings
+        # discard=new on motion: a full stream refuses frames (the gateway answers 503)
+        # instead of silently dropping frames already queued.
+        streams = [
+            (s.stream, s.subjects, api.RetentionPolicy.WORK_QUEUE, api.DiscardPolicy.NEW,
+             s.stream_max_bytes, s.stream_max_age_s, s.max_msg_bytes),
+            (s.results_stream, s.results_subjects, api.RetentionPolicy.LIMITS,
+             api.DiscardPolicy.OLD, s.results_max_bytes, s.results_max_age_s, -1),
+            (s.dead_stream, [f"{s.dead_prefix}.>"], api.RetentionPolicy.LIMITS,
+             api.DiscardPolicy.OLD, s.dead_max_bytes, s.dead_max_age_s, -1),
+        ]  # fmt: skip
+        for name, subjects, retention, discard, max_bytes, max_age, max_msg_size in streams:
+            config = api.StreamConfig(
+                name=name,
+                subjects=list(subjects),
+                retention=retention,
+                discard=discard,
+                max_bytes=max_bytes,
+                max_age=max_age,
+                max_msg_size=max_msg_size,
+                storage=api.StorageType(s.storage),
+                num_replicas=s.replicas,
+                duplicate_window=s.duplicate_window_s,
+            )
+            await self._ensure_stream(config)
+
+    async def _redeclare(self) -> None:
+        try:
+            await self._declare_streams()
+            if self._sub is not None:
+                await self._jetstream().add_consumer(self.settings.stream, self._consumer_config())
+        except BrokerError as exc:
+            log.warning("%s", exc)
+        except Exception as exc:
+            log.warning("%s", self.wrap(exc, "re-declare after reconnect"))
+
+    async def _ensure_stream(self, config: api.StreamConfig) -> None:
+        js = self._jetstream()
+        try:
+            try:
+                await js.add_stream(config)
+            except nats.js.errors.BadRequestError as exc:
+                if exc.err_code != _ERR_STREAM_NAME_IN_USE:
+                    raise
+                await js.update_stream(config)
+        except Exception as exc:
+            raise self.wrap(exc, f"declare stream {config.name}") from exc
+
+    def _jetstream(self) -> JetStreamContext:
+        if self._js is None or self._nc is None or self._nc.is_closed:
+            raise BrokerUnavailable(f"nats {redact(self._url)}: not connected")
+        return self._js
+
+    async def publish(self, subject: str, body: bytes, headers: Mapping[str, str]) -> None:
+        js = self._jetstream()
+        if len(body) > self.settings.max_msg_bytes:
+            raise BrokerError(
+                f"nats publish {subject}: {len(body)} bytes is over max_msg_bytes "
+                f"({self.settings.max_msg_bytes})"
+            )
+        if not self.connected:
+            # Fail fast while reconnecting rather than buffer a request nobody will await.
+            raise BrokerUnavailable(f"nats {redact(self._url)}: publish {subject}: disconnected")
+        hdrs = dict(headers)
+        msg_id = hdrs.get(Header.ID)
+        if msg_id:
+            hdrs[NATS_MSG_ID] = msg_id
+        try:
+            await js.publish(subject, body, timeout=self._publish_timeout_s, headers=hdrs or None)
+        except TimeoutError as exc:
+            raise PublishTimeout(
+                f"nats {redact(self._url)}: publish {subject}: no ack within "
+                f"{self._publish_timeout_s:g}s"
+            ) from exc
+        except Exception as exc:
+            raise self.wrap(exc, f"publish {subject}") from exc
+
+    def _consumer_config(self) -> api.ConsumerConfig:
+        s = self.settings
+        return api.ConsumerConfig(
+            name=s.durable,
+            durable_name=s.durable,
+            ack_policy=api.AckPolicy.EXPLICIT,
+            ack_wait=s.ack_wait_s,
+            max_ack_pending=s.max_ack_pending,
+            max_deliver=-1,  # unlimited: the detector dead-letters by delivery count itself
+        )
+
+    async def _consumer(self) -> JetStreamContext.PullSubscription:
+        """The durable pull consumer, created (or updated) on first use."""
+        if self._sub is not None:
+            return self._sub
+        js, s = self._jetstream(), self.settings
+        async with self._consumer_lock:
+            if self._sub is None:
+                try:
+                    await js.add_consumer(s.stream, self._consumer_config())
+                    self._sub = await js.pull_subscribe_bind(durable=s.durable, stream=s.stream)
+                except Exception as exc:
+                    raise self.wrap(exc, f"create consumer {s.stream}/{s.durable}") from exc
+            return self._sub
+
+    # The Protocol names the parameter `timeout`; it bounds the pull request, not this call.
+    async def fetch(self, max_messages: int, timeout: float) -> list[Message]:  # noqa: ASYNC109
+        self._jetstream()
+        if not self.connected:
+            await asyncio.sleep(timeout)  # nats-py is reconnecting: nothing can arrive now
+            return []
+        sub = await self._consumer()
+        try:
+            msgs = await sub.fetch(batch=max(1, max_messages), timeout=max(timeout, 0.01))
+        except TimeoutError:
+            return []
+        except Exception as exc:
+            raise self.wrap(exc, f"fetch from {self.settings.stream}") from exc
+        return [JetStreamMessage(self, m) for m in msgs]
+
+    async def depth(self) -> int:
+        if not self.connected:
+            raise BrokerUnavailable(f"nats {redact(self._url)}: depth: disconnected")
+        await self._consumer()
+        s = self.settings
+        try:
+            info = await self._jetstream().consumer_info(
+                s.stream, s.durable, timeout=self._publish_timeout_s
+            )
+        except Exception as exc:
+            raise self.wrap(exc, f"consumer info {s.stream}/{s.durable}") from exc
+        return (info.num_pending or 0) + (info.num_ack_pending or 0)
+
+    async def close(self) -> None:
+        if self._redeclaring is not None:
+            self._redeclaring.cancel()
+        nc, self._nc, self._js, self._sub = self._nc, None, None, None
+        if nc is not None:
+            await _close_quietly(nc)
+
+
+async def _close_quietly(nc: Client) -> None:
+    try:
+        await nc.close()
+    except Exception as exc:  # closing is best effort; the server reclaims the connection
+        log.debug("nats close: %s", _describe(exc))
