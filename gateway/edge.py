@@ -82,8 +82,12 @@ class Edge:
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn)
 
     async def ingest(
-        self, state: CameraState, body: bytes, content_type: str,
-        capture_ns: int | None, seq: int | None,
+        self,
+        state: CameraState,
+        body: bytes,
+        content_type: str,
+        capture_ns: int | None,
+        seq: int | None,
     ) -> Ingested:
         """Analyse one frame and publish it when it is a motion frame.
 
@@ -105,9 +109,16 @@ class Edge:
         if not result.publish:
             return Ingested(frame_seq, result, False)
         meta = FrameMeta(
-            camera=camera, seq=frame_seq, capture_ns=capture, receive_ns=receive_ns,
-            width=result.width, height=result.height, content_type=content_type,
-            motion_score=result.score, boxes=result.boxes, event_id=result.event_id,
+            camera=camera,
+            seq=frame_seq,
+            capture_ns=capture,
+            receive_ns=receive_ns,
+            width=result.width,
+            height=result.height,
+            content_type=content_type,
+            motion_score=result.score,
+            boxes=result.boxes,
+            event_id=result.event_id,
         )
         started = time.perf_counter()
         try:

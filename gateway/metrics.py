@@ -16,7 +16,9 @@ class GatewayMetrics:
     def __post_init__(self) -> None:
         r = self.registry
         self.frames = Counter(
-            "tripwire_frames_received_total", "Frames accepted for motion analysis", ["camera"],
+            "tripwire_frames_received_total",
+            "Frames accepted for motion analysis",
+            ["camera"],
             registry=r,
         )
         self.motion_frames = Counter(
@@ -29,12 +31,16 @@ class GatewayMetrics:
             "tripwire_frames_rejected_total", "Requests refused, by reason", ["reason"], registry=r
         )
         self.publish_seconds = Histogram(
-            "tripwire_publish_seconds", "Broker publish latency, confirm included",
-            buckets=_LATENCY_BUCKETS, registry=r,
+            "tripwire_publish_seconds",
+            "Broker publish latency, confirm included",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
         self.motion_seconds = Histogram(
-            "tripwire_motion_seconds", "Motion function time per frame",
-            buckets=_LATENCY_BUCKETS, registry=r,
+            "tripwire_motion_seconds",
+            "Motion function time per frame",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
         self.broker_connected = Gauge(
             "tripwire_broker_connected", "1 while the broker connection is up", registry=r

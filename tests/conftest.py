@@ -34,8 +34,10 @@ def rabbitmq_url() -> str:
     try:
         socket.create_connection(("127.0.0.1", 5672), 2).close()
     except OSError as exc:
-        pytest.fail(f"RabbitMQ is not running on 127.0.0.1:5672 ({exc}); start it with "
-                    "`rabbitmq-server -detached`")
+        pytest.fail(
+            f"RabbitMQ is not running on 127.0.0.1:5672 ({exc}); start it with "
+            "`rabbitmq-server -detached`"
+        )
     return RABBITMQ_URL
 
 

@@ -18,8 +18,12 @@ SUBCOMMANDS = [["gateway"], ["motion"], ["init"], ["token", "new"], ["config", "
 
 @pytest.mark.parametrize("cmd", SUBCOMMANDS, ids=" ".join)
 def test_every_subcommand_has_help(cmd: list[str]) -> None:
-    out = subprocess.run([sys.executable, "-m", "tripwire.cli", *cmd, "--help"],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "tripwire.cli", *cmd, "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert out.startswith("usage: tripwire")
 
 
@@ -36,8 +40,9 @@ def test_token_new_refuses_bad_camera_id(capsys: pytest.CaptureFixture[str]) -> 
     assert "camera id" in capsys.readouterr().err
 
 
-def test_init_then_check(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_init_then_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("TRIPWIRE_HOME", str(tmp_path))
     assert main(["init", "--cameras", "3"]) == 0
     cfg = load_config(tmp_path / "cameras.yaml")

@@ -49,10 +49,12 @@ def test_invalid_configs_name_the_path(data: dict[str, Any], where: str) -> None
 
 
 def test_defaults_merge_under_camera_values() -> None:
-    cfg = parse_config({
-        "defaults": {"motion": {"threshold": 30, "blur": 7}},
-        "cameras": [cam(motion={"blur": 3}), cam(id="cam-2")],
-    })
+    cfg = parse_config(
+        {
+            "defaults": {"motion": {"threshold": 30, "blur": 7}},
+            "cameras": [cam(motion={"blur": 3}), cam(id="cam-2")],
+        }
+    )
     one, two = cfg.cameras
     assert (one.motion.threshold, one.motion.blur) == (30, 3)
     assert (two.motion.threshold, two.motion.blur) == (30, 7)

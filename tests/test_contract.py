@@ -8,9 +8,16 @@ from tripwire.contract import FrameMeta, Header, format_boxes, parse_boxes
 from tripwire.errors import ContractError
 
 META = FrameMeta(
-    camera="cam-1", seq=812, capture_ns=1_763_800_000_000_000_000,
-    receive_ns=1_763_800_000_004_000_000, width=1280, height=720, content_type="image/jpeg",
-    motion_score=0.0132, boxes=((412, 288, 530, 551), (900, 10, 960, 80)), event_id="cam-1-1",
+    camera="cam-1",
+    seq=812,
+    capture_ns=1_763_800_000_000_000_000,
+    receive_ns=1_763_800_000_004_000_000,
+    width=1280,
+    height=720,
+    content_type="image/jpeg",
+    motion_score=0.0132,
+    boxes=((412, 288, 530, 551), (900, 10, 960, 80)),
+    event_id="cam-1-1",
 )
 
 
@@ -24,8 +31,15 @@ def test_round_trip() -> None:
 
 def test_claim_check_and_no_event() -> None:
     meta = FrameMeta(
-        camera="cam-2", seq=1, capture_ns=5, receive_ns=6, width=10, height=10,
-        content_type="image/png", motion_score=0.0, claim="frames/cam-2/x.png",
+        camera="cam-2",
+        seq=1,
+        capture_ns=5,
+        receive_ns=6,
+        width=10,
+        height=10,
+        content_type="image/png",
+        motion_score=0.0,
+        claim="frames/cam-2/x.png",
     )
     back = FrameMeta.from_headers(meta.to_headers())
     assert back.claim == "frames/cam-2/x.png" and back.event_id is None and back.boxes == ()

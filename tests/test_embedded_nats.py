@@ -42,5 +42,5 @@ async def test_connected_broker_uses_embedded_nats_without_url(tmp_path: Path) -
     record = json.loads((tmp_path / "nats" / "server.json").read_text())
     # The server was stopped on exit: a new broker cannot connect to it.
     late = open_broker(BrokerSettings(connect_timeout_s=0.5), record["url"])
-    with pytest.raises(BrokerUnavailable, match="127.0.0.1"):
+    with pytest.raises(BrokerUnavailable, match=r"127\.0\.0\.1"):
         await late.connect()

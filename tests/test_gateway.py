@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.frames import jpeg, moving_box_frames, png, static_frames, background
+from tests.frames import background, jpeg, moving_box_frames, png, static_frames
 from tests.gateway_server import running_gateway
 from tripwire.brokers import open_broker
 from tripwire.config import parse_config
@@ -29,19 +29,26 @@ LIMIT = 4 * 1024 * 1024
 
 def _settings(broker: BrokerSettings | None = None) -> GatewaySettings:
     return GatewaySettings(
-        max_frame_bytes=LIMIT, broker=broker or BrokerSettings(publish_timeout_s=2.0),
+        max_frame_bytes=LIMIT,
+        broker=broker or BrokerSettings(publish_timeout_s=2.0),
         retry_after_s=3,
     )
 
 
 def _cameras(ids: list[str]) -> object:
     # No calibration and quick debounce so that short test sequences are decisive.
-    motion = {"calibration_frames": 2, "frames_to_open": 2, "analysis_fps": 0,
-              "max_publish_fps": 100}
-    return parse_config({
-        "defaults": {"motion": motion},
-        "cameras": [{"id": c, "token_hash": hash_token(TOKEN)} for c in ids],
-    })
+    motion = {
+        "calibration_frames": 2,
+        "frames_to_open": 2,
+        "analysis_fps": 0,
+        "max_publish_fps": 100,
+    }
+    return parse_config(
+        {
+            "defaults": {"motion": motion},
+            "cameras": [{"id": c, "token_hash": hash_token(TOKEN)} for c in ids],
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -63,8 +70,15 @@ def client(gateway: str) -> Iterator[httpx.Client]:
         yield c
 
 
-def _post(client: httpx.Client, camera: str, body: bytes, *, token: str | None = TOKEN,
-          content_type: str = "image/jpeg", **headers: str) -> httpx.Response:
+def _post(
+    client: httpx.Client,
+    camera: str,
+    body: bytes,
+    *,
+    token: str | None = TOKEN,
+    content_type: str = "image/jpeg",
+    **headers: str,
+) -> httpx.Response:
     h = {"Content-Type": content_type, **headers}
     if token is not None:
         h["Authorization"] = f"Bearer {token}"
@@ -110,17 +124,22 @@ ERROR_CASES = [
 
 
 @pytest.mark.parametrize("name,req,status,words", ERROR_CASES, ids=[c[0] for c in ERROR_CASES])
-def test_error_table(client: httpx.Client, name: str, req: dict[str, object], status: int,
-                     words: str) -> None:
+def test_error_table(
+    client: httpx.Client, name: str, req: dict[str, object], status: int, words: str
+) -> None:
     good = jpeg(background())
     body = req.get("body", good)
     if body == "png":
         body = png(background())
     elif body == "truncated":
         body = good[: len(good) // 3]
-    resp = _post(client, str(req.get("camera", "cam-a")), body,  # type: ignore[arg-type]
-                 token=req.get("token", TOKEN),  # type: ignore[arg-type]
-                 content_type=str(req.get("content_type", "image/jpeg")))
+    resp = _post(
+        client,
+        str(req.get("camera", "cam-a")),
+        body,  # type: ignore[arg-type]
+        token=req.get("token", TOKEN),  # type: ignore[arg-type]
+        content_type=str(req.get("content_type", "image/jpeg")),
+    )
     assert resp.status_code == status, resp.text
     assert words in resp.json()["detail"]
 
@@ -148,8 +167,9 @@ def test_static_scene_publishes_nothing_and_motion_publishes_with_headers(
     assert asyncio.run(_drain(server.url, "cam-b", 0.5)) == []
 
     frames = moving_box_frames(12)
-    answers = [_post(client, "cam-b", f, **{"X-Seq": str(100 + i)}).json()
-               for i, f in enumerate(frames)]
+    answers = [
+        _post(client, "cam-b", f, **{"X-Seq": str(100 + i)}).json() for i, f in enumerate(frames)
+    ]
     published = [a for a in answers if a["published"]]
     assert published and all(a["motion"] and a["event_id"] for a in published)
     got = asyncio.run(_drain(server.url, "cam-b"))
@@ -167,17 +187,23 @@ def test_png_frames_are_accepted(client: httpx.Client) -> None:
     assert r.status_code == 202 and r.json()["motion"] is False
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
-    body=st.one_of(st.binary(max_size=2048), st.binary(max_size=512).map(lambda b: b"\xff\xd8\xff" + b),
-                   st.binary(max_size=512).map(lambda b: b"\x89PNG\r\n\x1a\n" + b)),
+    body=st.one_of(
+        st.binary(max_size=2048),
+        st.binary(max_size=512).map(lambda b: b"\xff\xd8\xff" + b),
+        st.binary(max_size=512).map(lambda b: b"\x89PNG\r\n\x1a\n" + b),
+    ),
     content_type=st.sampled_from(["image/jpeg", "image/png", "image/gif", "", "image/jpeg; q=1"]),
     camera=st.sampled_from(["cam-fuzz", "CAM", "x" * 70, "cam-fuzz%2e"]),
     auth=st.sampled_from([f"Bearer {TOKEN}", "Bearer", "Basic abc", "", f"bearer {TOKEN}"]),
     seq=st.sampled_from(["", "1", "-1", "abc", "9" * 30]),
 )
-def test_fuzz_never_5xx(client: httpx.Client, body: bytes, content_type: str, camera: str,
-                        auth: str, seq: str) -> None:
+def test_fuzz_never_5xx(
+    client: httpx.Client, body: bytes, content_type: str, camera: str, auth: str, seq: str
+) -> None:
     headers = {"Content-Type": content_type, "Authorization": auth}
     if seq:
         headers["X-Seq"] = seq
@@ -188,8 +214,10 @@ def test_fuzz_never_5xx(client: httpx.Client, body: bytes, content_type: str, ca
 def test_broker_down_is_503_with_retry_after(tmp_path: Path) -> None:
     nats = EmbeddedNats.start(tmp_path / "nats")
     try:
-        with running_gateway(_settings(), _cameras(["cam-a"]), nats.url) as url, \
-                httpx.Client(base_url=url, timeout=15) as c:
+        with (
+            running_gateway(_settings(), _cameras(["cam-a"]), nats.url) as url,
+            httpx.Client(base_url=url, timeout=15) as c,
+        ):
             assert c.get("/readyz").status_code == 200
             nats.stop()
             deadline = time.monotonic() + 10

@@ -18,12 +18,15 @@ def test_token_hash_verify() -> None:
     assert new_token() != token
 
 
-@pytest.mark.parametrize("url,expected", [
-    ("amqp://guest:s3cret@rabbit:5672/%2F", "amqp://guest:***@rabbit:5672/%2F"),
-    ("nats://u:p@[::1]:4222", "nats://u:***@[::1]:4222"),
-    ("nats://token@host:4222", "nats://token@host:4222"),
-    ("nats://127.0.0.1:4222", "nats://127.0.0.1:4222"),
-])
+@pytest.mark.parametrize(
+    "url,expected",
+    [
+        ("amqp://guest:s3cret@rabbit:5672/%2F", "amqp://guest:***@rabbit:5672/%2F"),
+        ("nats://u:p@[::1]:4222", "nats://u:***@[::1]:4222"),
+        ("nats://token@host:4222", "nats://token@host:4222"),
+        ("nats://127.0.0.1:4222", "nats://127.0.0.1:4222"),
+    ],
+)
 def test_redact(url: str, expected: str) -> None:
     assert redact(url) == expected
 

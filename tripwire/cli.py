@@ -34,7 +34,7 @@ def _cmd_token(args: argparse.Namespace) -> int:
     token = new_token()
     print(f"token for {camera} (shown once; give it to the camera):\n  {token}\n")
     print("paste into the camera's entry in your config file:")
-    print(f"  - id: {camera}\n    token_hash: \"{hash_token(token)}\"")
+    print(f'  - id: {camera}\n    token_hash: "{hash_token(token)}"')
     return 0
 
 
@@ -52,8 +52,10 @@ def _cmd_config_check(args: argparse.Namespace) -> int:
     from tripwire.config import load_config
 
     cameras = load_config(args.file)
-    print(f"{args.file}: ok, {len(cameras.cameras)} camera(s): "
-          + ", ".join(c.id for c in cameras.cameras))
+    print(
+        f"{args.file}: ok, {len(cameras.cameras)} camera(s): "
+        + ", ".join(c.id for c in cameras.cameras)
+    )
     return 0
 
 
@@ -74,8 +76,13 @@ def _cmd_gateway(args: argparse.Namespace) -> int:
     endpoint = resolve_broker(settings)
     try:
         app = create_app(settings, cameras, open_broker(settings.broker, endpoint.url))
-        uvicorn.run(app, host=settings.host, port=settings.port, access_log=False,
-                    log_level=settings.log_level.lower())
+        uvicorn.run(
+            app,
+            host=settings.host,
+            port=settings.port,
+            access_log=False,
+            log_level=settings.log_level.lower(),
+        )
     finally:
         endpoint.stop()
     return 0
@@ -85,6 +92,7 @@ def _cmd_motion(args: argparse.Namespace) -> int:
     import asyncio
 
     from functions.motion.publisher import run_pull_mode
+
     from tripwire.settings import MotionSettings
 
     settings = MotionSettings(**_settings_overrides(args, "config", "camera", "source"))
@@ -93,7 +101,9 @@ def _cmd_motion(args: argparse.Namespace) -> int:
 
 
 def _logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -121,8 +131,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", help="listen address (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="listen port (default 8080)")
 
-    p = add("motion", _cmd_motion,
-            "pull mode: read a file, rtsp:// stream or /dev/videoN and publish motion frames")
+    p = add(
+        "motion",
+        _cmd_motion,
+        "pull mode: read a file, rtsp:// stream or /dev/videoN and publish motion frames",
+    )
     common(p)
     p.add_argument("--source", required=True, help="video file, rtsp:// URL or /dev/videoN")
     p.add_argument("--camera", required=True, help="camera id from the config file")
@@ -134,15 +147,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("token", None, "manage camera tokens")
     tok = p.add_subparsers(dest="token_command", required=True, metavar="ACTION")
-    new = tok.add_parser("new", help="print a fresh token once and the config line to paste",
-                         description="print a fresh token once and the config line to paste")
+    new = tok.add_parser(
+        "new",
+        help="print a fresh token once and the config line to paste",
+        description="print a fresh token once and the config line to paste",
+    )
     new.add_argument("camera", help="camera id")
     new.set_defaults(func=_cmd_token)
 
     p = add("config", None, "camera config file tools")
     cfg = p.add_subparsers(dest="config_command", required=True, metavar="ACTION")
-    check = cfg.add_parser("check", help="validate a camera config file",
-                           description="validate a camera config file")
+    check = cfg.add_parser(
+        "check", help="validate a camera config file", description="validate a camera config file"
+    )
     check.add_argument("file")
     check.set_defaults(func=_cmd_config_check)
     return parser

@@ -86,11 +86,24 @@ class EmbeddedNats:
         config = store_dir / "nats-server.conf"
         config.write_text(f"max_payload: {MAX_PAYLOAD}\n")
         cmd = [
-            nats_server_binary(), "-a", "127.0.0.1", "-p", str(port), "-m", str(monitor_port),
-            "-js", "-sd", str(store_dir / "jetstream"), "-c", str(config), "-l", str(log_path),
+            nats_server_binary(),
+            "-a",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-m",
+            str(monitor_port),
+            "-js",
+            "-sd",
+            str(store_dir / "jetstream"),
+            "-c",
+            str(config),
+            "-l",
+            str(log_path),
         ]
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         try:
             _wait_listening(port, proc, timeout)
         except BrokerUnavailable:

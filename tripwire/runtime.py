@@ -55,10 +55,16 @@ def embedded_nats(home: Path) -> BrokerEndpoint:
         if _alive(int(info["pid"]), int(info["port"])):
             return BrokerEndpoint(str(info["url"]), None)
     server = EmbeddedNats.start(state)
-    record.write_text(json.dumps({
-        "url": server.url, "pid": server.process.pid, "port": server.port,
-        "monitor_url": server.monitor_url,
-    }))
+    record.write_text(
+        json.dumps(
+            {
+                "url": server.url,
+                "pid": server.process.pid,
+                "port": server.port,
+                "monitor_url": server.monitor_url,
+            }
+        )
+    )
     return BrokerEndpoint(server.url, server)
 
 

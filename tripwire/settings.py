@@ -19,7 +19,9 @@ from tripwire.brokers.rabbitmq import RabbitSettings
 Profile = Literal["dev", "prod"]
 
 # Credentials that ship as defaults somewhere; refused outside the dev profile.
-PLACEHOLDER_PASSWORDS = frozenset({"guest", "password", "changeme", "admin", "secret", "minioadmin"})
+PLACEHOLDER_PASSWORDS = frozenset(
+    {"guest", "password", "changeme", "admin", "secret", "minioadmin"}
+)
 
 
 class BrokerSettings(BaseModel):
@@ -37,7 +39,12 @@ class BrokerSettings(BaseModel):
 
     @model_validator(mode="after")
     def _scheme(self) -> BrokerSettings:
-        if self.url is not None and urlsplit(self.url).scheme not in {"nats", "tls", "amqp", "amqps"}:
+        if self.url is not None and urlsplit(self.url).scheme not in {
+            "nats",
+            "tls",
+            "amqp",
+            "amqps",
+        }:
             raise ValueError("url must start with nats://, tls://, amqp:// or amqps://")
         return self
 

@@ -26,8 +26,10 @@ def write_starter_config(home: Path, cameras: int, *, force: bool = False) -> tu
     home.mkdir(parents=True, exist_ok=True)
     tokens = {f"cam-{i}": new_token() for i in range(1, cameras + 1)}
     doc = {"cameras": [{"id": cam, "token_hash": hash_token(tok)} for cam, tok in tokens.items()]}
-    config.write_text("# written by `tripwire init`; see README 'Configuration'\n"
-                      + yaml.safe_dump(doc, sort_keys=False))
+    config.write_text(
+        "# written by `tripwire init`; see README 'Configuration'\n"
+        + yaml.safe_dump(doc, sort_keys=False)
+    )
     fd = os.open(tokens_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as out:
         out.writelines(f"{cam}={tok}\n" for cam, tok in tokens.items())

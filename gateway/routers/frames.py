@@ -29,8 +29,9 @@ class Problem(BaseModel):
     detail: str
 
 
-def _reject(metrics: MetricsDep, code: int, reason: str, detail: str,
-            headers: dict[str, str] | None = None) -> HTTPException:
+def _reject(
+    metrics: MetricsDep, code: int, reason: str, detail: str, headers: dict[str, str] | None = None
+) -> HTTPException:
     metrics.rejects.labels(reason).inc()
     return HTTPException(code, detail, headers=headers)
 
@@ -78,23 +79,38 @@ async def post_frame(
     except UnknownCamera as exc:
         raise _reject(metrics, 404, "unknown_camera", str(exc)) from None
     except Unauthorized as exc:
-        raise _reject(metrics, 401, "unauthorized", str(exc),
-                      {"WWW-Authenticate": "Bearer"}) from None
+        raise _reject(
+            metrics, 401, "unauthorized", str(exc), {"WWW-Authenticate": "Bearer"}
+        ) from None
     media = (content_type or "").split(";")[0].strip().lower()
     if media not in CONTENT_TYPES:
-        raise _reject(metrics, 415, "media_type",
-                      f"Content-Type must be image/jpeg or image/png, not {media or 'missing'}")
+        raise _reject(
+            metrics,
+            415,
+            "media_type",
+            f"Content-Type must be image/jpeg or image/png, not {media or 'missing'}",
+        )
     body = await _read_body(request, settings.max_frame_bytes, metrics)
     if not body.startswith(_MAGIC[media]):
-        raise _reject(metrics, 422, "not_decodable",
-                      f"camera {camera_id}: body is not a {media.split('/')[1].upper()}")
+        raise _reject(
+            metrics,
+            422,
+            "not_decodable",
+            f"camera {camera_id}: body is not a {media.split('/')[1].upper()}",
+        )
     try:
         done = await edge.ingest(camera, body, media, x_capture_ns, x_seq)
     except FrameError as exc:
         raise _reject(metrics, 422, "not_decodable", f"camera {camera_id}: {exc}") from None
     except BrokerDown as exc:
-        raise _reject(metrics, 503, "broker_down", str(exc),
-                      {"Retry-After": str(settings.retry_after_s)}) from None
+        raise _reject(
+            metrics, 503, "broker_down", str(exc), {"Retry-After": str(settings.retry_after_s)}
+        ) from None
     r = done.result
-    return FrameAccepted(motion=r.motion, score=round(r.score, 4), event_id=r.event_id,
-                         published=done.published, seq=done.seq)
+    return FrameAccepted(
+        motion=r.motion,
+        score=round(r.score, 4),
+        event_id=r.event_id,
+        published=done.published,
+        seq=done.seq,
+    )

@@ -74,7 +74,7 @@ class Broker(Protocol):
         """
         ...
 
-    async def fetch(self, max_messages: int, timeout: float) -> list[Message]:
+    async def fetch(self, max_messages: int, timeout: float) -> list[Message]:  # noqa: ASYNC109
         """Up to ``max_messages`` motion messages, waiting at most ``timeout`` s for the first."""
         ...
 
@@ -87,10 +87,8 @@ class Broker(Protocol):
         ...
 
 
-async def messages(
-    broker: Broker, *, batch: int = 16, timeout: float = 1.0
-) -> AsyncIterator[Message]:
-    """Consume forever as an async iterator of ackable messages."""
+async def messages(broker: Broker, *, batch: int = 16, wait: float = 1.0) -> AsyncIterator[Message]:
+    """Consume forever as an async iterator of ackable messages (``wait``: each fetch's bound)."""
     while True:
-        for message in await broker.fetch(batch, timeout):
+        for message in await broker.fetch(batch, wait):
             yield message

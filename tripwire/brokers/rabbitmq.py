@@ -1,0 +1,392 @@
+"""The RabbitMQ broker adapter: a durable topic exchange, one motion queue, a dead-letter route.
+
+Threading: none. pika's ``AsyncioConnection`` adapter runs the AMQP protocol on the
+caller's event loop (non-blocking sockets; callbacks become futures in ``rabbitmq_link``),
+so nothing here blocks the loop; the one blocking call, the management API's HTTP GET,
+runs in a worker thread. We chose this over a ``BlockingConnection`` in a dedicated thread
+because a blocking channel waits for each publisher confirm in turn and cannot give up on
+one without wedging its thread: here many publishes are in flight on one channel, each
+awaits its own confirm (``rabbitmq_confirms``), a confirm that never comes is a clean
+:class:`~tripwire.errors.PublishTimeout`, and there are no locks or cross-thread hand-offs.
+A broker belongs to the event loop that called :meth:`RabbitBroker.connect`.
+
+Topology, declared by ``connect`` (and again after every reconnect)::
+
+    tripwire (topic) --tripwire.motion.#--> tripwire.motion (quorum, x-max-length,
+                                             x-overflow, x-dead-letter-exchange)
+    tripwire.dlx (topic) --#--> tripwire.dead
+
+Publishing and consuming use separate connections (the consumer's is opened by the first
+``fetch``): a publisher the broker blocks under a memory alarm cannot stall acks that would
+drain the queue. Publishes whose routing key matches the motion binding are ``mandatory``,
+so a lost binding is an error; detections, alerts and wake-ups go to whoever bound a queue.
+
+Consuming is ``basic_consume`` into a local buffer rather than a ``basic_get`` loop: the
+broker pushes up to ``prefetch`` deliveries ahead, so ``fetch`` costs no round trip per
+message and no polling; what sits in the buffer is unacked and counts in ``depth``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import pika
+from pika import exceptions as pika_errors
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from tripwire.brokers.protocol import Message
+from tripwire.brokers.rabbitmq_confirms import Confirms, topic_matches
+from tripwire.brokers.rabbitmq_link import Link, describe
+from tripwire.brokers.rabbitmq_management import Management
+from tripwire.brokers.rabbitmq_message import RabbitMessage, headers_from_amqp
+from tripwire.contract import Header
+from tripwire.errors import BrokerError, BrokerUnavailable, ConfigError
+from tripwire.urls import redact
+
+log = logging.getLogger(__name__)
+
+
+class RabbitSettings(BaseModel):
+    """Exchange, queues and limits on RabbitMQ (``TRIPWIRE_BROKER__RABBITMQ__*``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    exchange: str = Field(
+        "tripwire", min_length=1, max_length=255, description="durable topic exchange for all"
+    )
+    queue: str = Field(
+        "tripwire.motion", min_length=1, max_length=255, description="queue the detector reads"
+    )
+    binding_key: str = Field(
+        "tripwire.motion.#", min_length=1, max_length=255, description="motion queue binding"
+    )
+    queue_type: Literal["quorum", "classic"] = Field(
+        "quorum", description="quorum: replicated, counts deliveries (x-delivery-count)"
+    )
+    dead_letter_exchange: str = Field(
+        "tripwire.dlx", min_length=1, max_length=255, description="topic exchange for dead letters"
+    )
+    dead_letter_queue: str = Field(
+        "tripwire.dead", min_length=1, max_length=255, description="bound to the DLX with #"
+    )
+    max_length: int = Field(
+        10_000, ge=1, le=100_000_000, description="x-max-length (a quorum queue may take one more)"
+    )
+    overflow: Literal["reject-publish", "drop-head", "reject-publish-dlx"] = Field(
+        "reject-publish", description="when full: reject-publish fails the publish (edge 503s)"
+    )
+    delivery_limit: int | None = Field(
+        None, ge=1, le=10_000, description="quorum x-delivery-limit, then dead-letter; unset = none"
+    )
+    prefetch: int = Field(32, ge=1, le=65_535, description="unacked deliveries a consumer holds")
+    heartbeat_s: int = Field(30, ge=0, le=600, description="AMQP heartbeat seconds; 0 = off")
+    max_backoff_s: float = Field(5.0, gt=0, le=300, description="longest wait between reconnects")
+    management_url: str | None = Field(
+        None, description="management API; unset = http://<amqp host>:15672, AMQP credentials"
+    )
+    management_timeout_s: float = Field(5.0, gt=0, le=60, description="depth query HTTP timeout")
+
+    @model_validator(mode="after")
+    def _combinations(self) -> RabbitSettings:
+        if self.queue_type == "quorum" and self.overflow == "reject-publish-dlx":
+            raise ValueError("quorum queues do not support overflow reject-publish-dlx")
+        if self.delivery_limit is not None and self.queue_type != "quorum":
+            raise ValueError("delivery_limit (x-delivery-limit) needs queue_type quorum")
+        if self.queue == self.dead_letter_queue or self.exchange == self.dead_letter_exchange:
+            raise ValueError("the dead-letter exchange and queue must differ from the main ones")
+        scheme = urlsplit(self.management_url).scheme if self.management_url else "http"
+        if scheme not in {"http", "https"}:
+            raise ValueError("management_url must start with http:// or https://")
+        return self
+
+
+class RabbitBroker:
+    """The Broker Protocol on RabbitMQ (see the module docstring for the design)."""
+
+    name = "rabbitmq"
+
+    def __init__(
+        self,
+        url: str,
+        settings: RabbitSettings,
+        *,
+        connect_timeout_s: float,
+        publish_timeout_s: float,
+    ) -> None:
+        try:
+            params = pika.URLParameters(url)
+        except Exception as exc:  # pika raises ValueError, TypeError... for a malformed URL
+            raise ConfigError(f"broker url {redact(url)}: {describe(exc, url)}") from None
+        self._url = url
+        self._settings = settings
+        self._connect_timeout_s = connect_timeout_s
+        self._management = Management(
+            url,
+            settings.management_url,
+            (params.credentials.username, params.credentials.password),
+            params.virtual_host,
+            settings.queue,
+            settings.management_timeout_s,
+        )
+        self._confirms = Confirms(settings, publish_timeout_s, self._context, self._why)
+        self._publisher = self._link("publisher")
+        self._consumer = self._link("consumer")
+        self._buffer: deque[RabbitMessage] = deque()
+        self._arrived = asyncio.Event()
+        self._consume_lock = asyncio.Lock()
+        self._consuming = False
+        self._timers: set[asyncio.TimerHandle] = set()
+        self._opened = False
+        self._closed = False
+        self._warned_ready_only = False
+
+    @property
+    def connected(self) -> bool:
+        return self._publisher.up and (not self._consuming or self._consumer.up)
+
+    async def connect(self) -> None:
+        self._check_open(need_connect=False)
+        if self._publisher.up or self._publisher.reconnecting:
+            return
+        await self._publisher.open(self._connect_timeout_s)
+        self._opened = True
+
+    async def publish(self, subject: str, body: bytes, headers: Mapping[str, str]) -> None:
+        self._check_open()
+        properties = self._properties(dict(headers))
+        mandatory = topic_matches(self._settings.binding_key, subject)
+        await self._publish(self._settings.exchange, subject, body, properties, mandatory)
+
+    async def fetch(self, max_messages: int, timeout: float) -> list[Message]:  # noqa: ASYNC109
+        self._check_open()
+        if max_messages < 1:
+            return []
+        if not self._consuming:
+            async with self._consume_lock:
+                if not self._consuming:
+                    await self._consumer.open(self._connect_timeout_s)
+                    self._consuming = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not self._buffer and not self._closed:
+            self._arrived.clear()
+            left = deadline - loop.time()
+            if left <= 0:
+                return []
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(left):
+                    await self._arrived.wait()
+        batch: list[Message] = []
+        while self._buffer and len(batch) < max_messages:
+            batch.append(self._buffer.popleft())
+        return batch
+
+    async def depth(self) -> int:
+        """``messages`` (ready + unacknowledged) of the motion queue, from the management API.
+
+        The same figure KEDA's rabbitmq scaler reads with ``protocol: http``; the broker
+        refreshes it every ``collect_statistics_interval`` (5 s by default).
+        """
+        messages = await self._management.messages()
+        if messages is not None:
+            return messages
+        # A queue the statistics collector has not visited yet (its first seconds) or one
+        # whose metrics are disabled: AMQP knows the ready count, not the unacked one.
+        if not self._warned_ready_only:
+            self._warned_ready_only = True
+            log.warning(
+                "%s",
+                self._context(
+                    f"no statistics for {self._settings.queue} yet; "
+                    "depth counts ready messages only until they come"
+                ),
+            )
+        channel = self._publisher.channel
+        queue = self._settings.queue
+        if channel is None:
+            raise BrokerUnavailable(self._context(f"{queue} has no statistics yet, no AMQP"))
+        try:
+            frame = await self._publisher.rpc(channel.queue_declare, queue=queue, passive=True)
+        except pika_errors.AMQPError as exc:
+            raise BrokerUnavailable(self._context(f"depth of {queue}: {self._why(exc)}")) from None
+        return int(frame.method.message_count)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._arrived.set()
+        for handle in self._timers:
+            handle.cancel()
+        self._timers.clear()
+        self._buffer.clear()
+        await self._consumer.close()  # the broker requeues every unacked delivery
+        await self._publisher.close()
+        self._confirms.fail_all("closed")
+
+    # -- publishing -------------------------------------------------------------------------
+
+    def _properties(self, headers: dict[str, str]) -> Any:
+        return pika.BasicProperties(
+            delivery_mode=2,
+            headers=headers,
+            content_type=headers.get(Header.CONTENT_TYPE),
+            message_id=headers.get(Header.ID),
+        )
+
+    async def _publisher_ready(self, channel: Any) -> None:
+        await self._confirms.start(channel, self._publisher.rpc)
+        await self._declare(channel, self._publisher.rpc)
+
+    async def _declare(self, channel: Any, rpc: Callable[..., Awaitable[Any]]) -> None:
+        """Exchanges, queues and bindings; idempotent, so each (re)connect runs it."""
+        s = self._settings
+        for exchange in (s.exchange, s.dead_letter_exchange):
+            await rpc(
+                channel.exchange_declare, exchange=exchange, exchange_type="topic", durable=True
+            )
+        dead_args = {"x-queue-type": s.queue_type}
+        await rpc(
+            channel.queue_declare, queue=s.dead_letter_queue, durable=True, arguments=dead_args
+        )
+        await rpc(
+            channel.queue_bind,
+            queue=s.dead_letter_queue,
+            exchange=s.dead_letter_exchange,
+            routing_key="#",
+        )
+        arguments: dict[str, Any] = {
+            "x-queue-type": s.queue_type,
+            "x-dead-letter-exchange": s.dead_letter_exchange,
+            "x-max-length": s.max_length,
+            "x-overflow": s.overflow,
+        }
+        if s.delivery_limit is not None:
+            arguments["x-delivery-limit"] = s.delivery_limit
+        await rpc(channel.queue_declare, queue=s.queue, durable=True, arguments=arguments)
+        await rpc(channel.queue_bind, queue=s.queue, exchange=s.exchange, routing_key=s.binding_key)
+
+    def _publisher_lost(self, exc: BaseException) -> None:
+        why = f"connection lost before the confirm ({self._why(exc)}); it may or may not be stored"
+        self._confirms.fail_all(why)
+
+    async def _publish(
+        self, exchange: str, key: str, body: bytes, properties: Any, mandatory: bool
+    ) -> None:
+        channel = self._publisher.channel
+        if channel is None or not self._publisher.up:
+            raise BrokerUnavailable(self._context(f"not connected; cannot publish to {key}"))
+        await self._confirms.publish(channel, exchange, key, body, properties, mandatory)
+
+    # -- consuming --------------------------------------------------------------------------
+
+    async def _consumer_ready(self, channel: Any) -> None:
+        self._buffer.clear()
+        rpc, s = self._consumer.rpc, self._settings
+        await self._declare(channel, rpc)  # the queue may have been deleted meanwhile
+        await rpc(channel.basic_qos, prefetch_count=s.prefetch)
+        # basic.cancel from the broker (queue deleted) leaves the channel open but idle.
+        channel.add_on_cancel_callback(lambda _frame: self._consumer.drop("consumer cancelled"))
+        await rpc(channel.basic_consume, s.queue, self._on_delivery)
+
+    def _on_delivery(self, channel: Any, method: Any, properties: Any, body: bytes) -> None:
+        headers, count = headers_from_amqp(properties.headers)
+        # Classic queues only say whether it was delivered before.
+        deliveries = count + 1 if count is not None else 2 if method.redelivered else 1
+        self._buffer.append(
+            RabbitMessage(
+                self, channel, method.delivery_tag, method.routing_key, body, headers, deliveries
+            )
+        )
+        self._arrived.set()
+
+    def _consumer_lost(self, _exc: BaseException) -> None:
+        self._buffer.clear()  # the broker delivers these again on the next channel
+
+    def _settle(self, message: RabbitMessage, *, requeue: bool | None) -> None:
+        """basic.ack (``requeue`` None) or basic.nack on the channel it arrived on."""
+        channel = message.channel
+        if channel is not self._consumer.channel:
+            if requeue:
+                return  # its channel is gone, so the broker requeued it already
+            raise BrokerUnavailable(self._stale(message, "ack"))
+        try:
+            if requeue is None:
+                channel.basic_ack(message.tag)
+            else:
+                channel.basic_nack(message.tag, requeue=True)
+        except pika_errors.AMQPError as exc:
+            raise BrokerUnavailable(self._stale(message, self._why(exc))) from None
+
+    def _settle_later(self, message: RabbitMessage, delay: float) -> None:
+        def fire() -> None:
+            self._timers.discard(handle)
+            try:
+                self._settle(message, requeue=True)
+            except BrokerError as exc:
+                log.warning("delayed nak: %s", exc)
+
+        handle = asyncio.get_running_loop().call_later(delay, fire)
+        self._timers.add(handle)
+
+    async def _dead_letter(self, message: RabbitMessage, reason: str) -> None:
+        """Publish ``message`` to the dead-letter exchange and await the confirm."""
+        if message.channel is not self._consumer.channel:
+            raise BrokerUnavailable(self._stale(message, "term"))
+        headers = dict(message.headers)
+        headers[Header.DEAD_REASON] = reason
+        headers[Header.DEAD_SUBJECT] = message.subject
+        dlx = self._settings.dead_letter_exchange
+        await self._publish(dlx, message.subject, message.body, self._properties(headers), True)
+
+    def _stale(self, message: RabbitMessage, what: str) -> str:
+        return self._context(
+            f"{what} of {message.subject} (delivery {message.tag}) failed: the channel it "
+            "arrived on is closed, so the broker delivers it again"
+        )
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def _link(self, role: str) -> Link:
+        attempt_s = min(self._connect_timeout_s, 10.0)
+        params = pika.URLParameters(self._url)
+        params.heartbeat = self._settings.heartbeat_s
+        params.connection_attempts = 1
+        params.socket_timeout = attempt_s
+        params.stack_timeout = attempt_s
+        params.client_properties = {
+            "connection_name": f"tripwire {role} {self._settings.queue} pid {os.getpid()}"
+        }
+        ready, lost = (
+            (self._publisher_ready, self._publisher_lost)
+            if role == "publisher"
+            else (self._consumer_ready, self._consumer_lost)
+        )
+        return Link(
+            self._url,
+            params,
+            role,
+            on_ready=ready,
+            on_lost=lost,
+            attempt_timeout_s=attempt_s,
+            max_backoff_s=self._settings.max_backoff_s,
+        )
+
+    def _check_open(self, *, need_connect: bool = True) -> None:
+        if self._closed:
+            raise BrokerUnavailable(self._context("closed"))
+        if need_connect and not self._opened:
+            raise BrokerError(self._context("call connect() first"))
+
+    def _context(self, text: str) -> str:
+        return f"rabbitmq at {redact(self._url)}: {text}"
+
+    def _why(self, exc: BaseException) -> str:
+        return describe(exc, self._url)
