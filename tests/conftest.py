@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.s3_server import SeaweedS3
 from tripwire.embedded_nats import EmbeddedNats
 
 REPO = Path(__file__).resolve().parents[1]
@@ -52,3 +53,10 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"test data folder {SHARED_DATA} is absent (see shared/data/README.md)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def seaweed_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
+    """A throwaway SeaweedFS S3 server (standing in for MinIO) on free loopback ports."""
+    with SeaweedS3.start(tmp_path_factory.mktemp("seaweed")) as server:
+        yield server

@@ -27,3 +27,11 @@ class BrokerUnavailable(BrokerError):
 
 class PublishTimeout(BrokerUnavailable):
     """The broker did not confirm a publish in time; the message may or may not be stored."""
+
+
+class ArchiveError(TripwireError):
+    """An archive operation failed for good: bad key, access denied, missing bucket or object."""
+
+
+class ArchiveUnavailable(ArchiveError):
+    """The archive cannot be reached now (retries used up); the caller may retry later."""
