@@ -100,6 +100,20 @@ def _cmd_motion(args: argparse.Namespace) -> int:
     return asyncio.run(run_pull_mode(settings, max_frames=args.max_frames))
 
 
+def _cmd_detector(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from functions.detector.run import run_detector
+    from tripwire.settings import DetectorSettings
+
+    overrides = _settings_overrides(
+        args, "config", "weights", "task", "device", "batch_size", "metrics_port"
+    )
+    settings = DetectorSettings(**overrides)
+    _logging(settings.log_level)
+    return asyncio.run(run_detector(settings))
+
+
 def _logging(level: str) -> None:
     logging.basicConfig(
         level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -140,6 +154,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", required=True, help="video file, rtsp:// URL or /dev/videoN")
     p.add_argument("--camera", required=True, help="camera id from the config file")
     p.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
+
+    p = add("detector", _cmd_detector,
+            "run the YOLO detector: consume motion frames, archive, publish results and alerts")
+    common(p)
+    p.add_argument("--weights", help="model weights (.pt/.onnx/.tflite) or .yaml (untrained)")
+    p.add_argument("--task", choices=["detect", "classify"], help="model task if not inferred")
+    p.add_argument("--device", help="auto (default), cpu, cuda:0, ...")
+    p.add_argument("--batch-size", type=int, help="frames per inference call at most")
+    p.add_argument("--metrics-port", type=int, help="/metrics and /readyz port (0 = free port)")
 
     p = add("init", _cmd_init, "write a starter camera config under TRIPWIRE_HOME (dev setup)")
     p.add_argument("--cameras", type=int, default=1, help="how many cameras (cam-1, cam-2, …)")

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from tripwire.archive.settings import ArchiveSettings
 from tripwire.brokers.jetstream import NatsSettings
 from tripwire.brokers.rabbitmq import RabbitSettings
 
@@ -101,3 +102,51 @@ class MotionSettings(CommonSettings):
 
     camera: str | None = Field(None, description="camera id from the config file")
     source: str | None = Field(None, description="file, rtsp:// URL or /dev/videoN")
+
+
+class DetectorSettings(CommonSettings):
+    """The detector process: consume motion frames, infer, archive, publish, ack."""
+
+    weights: str = Field(
+        "yolo11n.pt", description=".pt/.onnx/.tflite weights, or a .yaml for an untrained model"
+    )
+    allow_download: bool = Field(False, description="let ultralytics fetch missing weights")
+    task: Literal["detect", "classify"] | None = Field(
+        None, description="model task; unset = from the weights (a .tflite export needs detect)"
+    )
+    imgsz: int = Field(640, ge=32, le=4096, description="inference size (pixels)")
+    conf: float = Field(0.25, ge=0.0, le=1.0, description="minimum box confidence")
+    iou: float = Field(0.7, ge=0.0, le=1.0, description="NMS IoU threshold")
+    max_det: int = Field(100, ge=1, le=3000, description="most boxes per frame")
+    device: str = Field("auto", description="auto (CUDA when present), cpu, cuda:0, ...")
+    batch_size: int = Field(8, ge=1, le=256, description="frames per inference call at most")
+    batch_wait_ms: float = Field(
+        50.0, ge=0.0, le=10_000, description="wait at most this long to fill a batch"
+    )
+    fetch_wait_s: float = Field(1.0, gt=0, le=60, description="idle wait for the first frame")
+    max_deliveries: int = Field(
+        5, ge=1, le=1000, description="dead-letter a message delivered more often than this"
+    )
+    retry_delay_s: float = Field(
+        2.0, ge=0.0, le=600, description="redelivery delay after a transient failure"
+    )
+    stop_timeout_s: float = Field(
+        20.0, gt=0, le=3600, description="on SIGTERM, exit within this bound"
+    )
+    metrics_host: str = Field("127.0.0.1", description="/metrics and /readyz listen address")
+    metrics_port: int = Field(9108, ge=0, le=65535, description="0 = any free port")
+    keep: Literal["motion", "detections", "every_nth"] = Field(
+        "motion",
+        description="frames to archive: every motion frame, those with detections, every Nth",
+    )
+    keep_every_n: int = Field(10, ge=1, le=100_000, description="N for keep=every_nth")
+    webhook_url: str | None = Field(None, description="POST each alert as JSON here")
+    webhook_timeout_s: float = Field(5.0, gt=0, le=120, description="per webhook attempt")
+    webhook_attempts: int = Field(4, ge=1, le=20, description="tries per alert, backoff between")
+    archive: ArchiveSettings = Field(default_factory=ArchiveSettings)
+
+    @model_validator(mode="after")
+    def _archive_secret(self) -> DetectorSettings:
+        if self.profile != "dev" and self.archive.placeholder_secret(PLACEHOLDER_PASSWORDS):
+            raise ValueError(f"archive s3 secret: a placeholder is refused in {self.profile}")
+        return self

@@ -1,0 +1,75 @@
+"""The documents the detector publishes and archives: one result per frame, one per alert."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from functions.detector.alerts import Alert
+from functions.detector.model import Model, Prediction
+from tripwire.contract import FrameMeta
+
+RESULT_SCHEMA = "tripwire.detections/1"
+ALERT_SCHEMA = "tripwire.alert/1"
+
+
+def model_info(model: Model) -> dict[str, Any]:
+    return {
+        "name": model.name,
+        "version": model.version,
+        "task": model.task,
+        "untrained": model.untrained,
+    }
+
+
+def result_document(
+    meta: FrameMeta,
+    pred: Prediction,
+    model: Model,
+    inference_ms: float,
+    frame_key: str | None,
+    detections_key: str,
+) -> dict[str, Any]:
+    return {
+        "schema": RESULT_SCHEMA,
+        "camera": meta.camera,
+        "seq": meta.seq,
+        "capture_ns": meta.capture_ns,
+        "receive_ns": meta.receive_ns,
+        "event_id": meta.event_id,
+        "width": meta.width,
+        "height": meta.height,
+        "motion_boxes": [list(b) for b in meta.boxes],
+        "model": model_info(model),
+        "boxes": [
+            {"class": b.label, "confidence": b.confidence, "xyxy": list(b.xyxy)} for b in pred.boxes
+        ],
+        "label": (
+            {"class": pred.top1[0], "confidence": round(pred.top1[1], 4)} if pred.top1 else None
+        ),
+        "inference_ms": round(inference_ms, 2),
+        "archive": {"frame": frame_key, "detections": detections_key},
+    }
+
+
+def alert_document(
+    alert: Alert, meta: FrameMeta, model: Model, frame_key: str | None, detections_key: str
+) -> dict[str, Any]:
+    return {
+        "schema": ALERT_SCHEMA,
+        "kind": alert.kind,
+        "camera": alert.camera,
+        "seq": meta.seq,
+        "capture_ns": meta.capture_ns,
+        "event_id": meta.event_id,
+        "class": alert.label,
+        "confidence": round(alert.confidence, 4),
+        "xyxy": list(alert.box) if alert.box else None,
+        "frames": alert.frames,
+        "model": model_info(model),
+        "archive": {"frame": frame_key, "detections": detections_key},
+    }
+
+
+def encode(doc: dict[str, Any]) -> bytes:
+    return json.dumps(doc, separators=(",", ":")).encode()

@@ -1,0 +1,87 @@
+"""Run one detector process: model, broker, archive, metrics endpoint, signal handling."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+from functions.detector.metrics import DetectorMetrics, HealthServer
+from functions.detector.model import Model, ModelOptions
+from functions.detector.webhook import Webhook
+from functions.detector.worker import Detector
+from tripwire.archive import open_archive
+from tripwire.config import load_config
+from tripwire.runtime import connected_broker
+from tripwire.settings import DetectorSettings
+
+log = logging.getLogger(__name__)
+
+
+def model_options(settings: DetectorSettings) -> ModelOptions:
+    return ModelOptions(
+        weights=settings.weights, imgsz=settings.imgsz, conf=settings.conf, iou=settings.iou,
+        max_det=settings.max_det, device=settings.device, task=settings.task,
+        allow_download=settings.allow_download,
+    )
+
+
+async def run_detector(settings: DetectorSettings) -> int:
+    cameras = load_config(settings.config_path())
+    metrics = DetectorMetrics()
+    health = HealthServer(metrics)
+    await health.start(settings.metrics_host, settings.metrics_port)
+    log.info("detector metrics on http://%s:%d/metrics", settings.metrics_host, health.port)
+    archive = open_archive(settings.archive, settings.home)
+    # The model loads in a thread while the broker and archive connect: cold start is the
+    # longest of the three, not their sum.
+    loading = asyncio.create_task(
+        asyncio.to_thread(Model, model_options(settings), settings.home / "ultralytics")
+    )
+    webhook = None
+    try:
+        async with connected_broker(settings) as broker:
+            await archive.ensure()
+            model = await loading
+            health.ready = True
+            metrics.ready.set(1)
+            if settings.webhook_url:
+                webhook = Webhook(settings.webhook_url, timeout_s=settings.webhook_timeout_s,
+                                  attempts=settings.webhook_attempts)
+                webhook.start()
+            detector = Detector(settings, cameras, broker, archive, model, metrics, webhook)
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, detector.stop)
+            runner = asyncio.create_task(detector.run())
+            await _stopped(detector, runner, settings.stop_timeout_s)
+            c = detector.counts
+            log.info("detector stopped: %d acked, %d dead-lettered, %d released, %d alerts",
+                     c.acked, c.dead, c.released, c.alerts)
+    finally:
+        if not loading.done():
+            loading.cancel()
+        if webhook is not None:
+            await webhook.close()
+        await archive.close()
+        await health.stop()
+    return 0
+
+
+async def _stopped(detector: Detector, runner: asyncio.Task[None], bound_s: float) -> None:
+    """Wait for the run to end; once stop was asked, give it ``bound_s`` to finish."""
+    while not runner.done():
+        done, _ = await asyncio.wait({runner}, timeout=0.2)
+        if done or not detector.stopping:
+            continue
+        try:
+            await asyncio.wait_for(asyncio.shield(runner), bound_s)
+        except TimeoutError:
+            log.warning("graceful stop took over %.0fs; exiting, unacked frames return "
+                        "to the broker", bound_s)
+            runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await runner
+        return
+    runner.result()

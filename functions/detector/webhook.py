@@ -1,0 +1,89 @@
+"""Deliver alerts to an optional webhook without ever holding up detection.
+
+Alerts go into a bounded queue; one background task POSTs them as JSON with a timeout and
+retries with exponential backoff. A full queue drops the oldest alert (counted and logged),
+because a dead webhook must not grow memory without bound. Alerts are also published to the
+broker, which is the durable record; the webhook is a convenience.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import httpx
+
+from tripwire.urls import redact
+
+log = logging.getLogger(__name__)
+
+
+class Webhook:
+    def __init__(self, url: str, *, timeout_s: float, attempts: int, queue_size: int = 256) -> None:
+        self.url = url
+        self.attempts = attempts
+        self.delivered = 0
+        self.failed = 0
+        self.dropped = 0
+        self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(queue_size)
+        self._client = httpx.AsyncClient(timeout=timeout_s)
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="webhook")
+
+    def send(self, alert: dict[str, Any]) -> None:
+        """Queue an alert; never blocks."""
+        if self._queue.full():
+            self._queue.get_nowait()
+            self.dropped += 1
+            log.warning("webhook %s: queue full, dropped the oldest alert", redact(self.url))
+        self._queue.put_nowait(alert)
+
+    async def _post(self, alert: dict[str, Any]) -> None:
+        delay = 0.5
+        for attempt in range(1, self.attempts + 1):
+            try:
+                response = await self._client.post(self.url, json=alert)
+                if response.status_code < 500 and response.status_code != 429:
+                    if response.is_success:
+                        self.delivered += 1
+                    else:  # a 4xx will not get better by retrying
+                        self.failed += 1
+                        log.warning(
+                            "webhook %s refused an alert: HTTP %d",
+                            redact(self.url),
+                            response.status_code,
+                        )
+                    return
+                problem = f"HTTP {response.status_code}"
+            except httpx.HTTPError as exc:
+                problem = type(exc).__name__
+            if attempt < self.attempts:
+                await asyncio.sleep(delay)
+                delay *= 2
+        self.failed += 1
+        log.warning(
+            "webhook %s: alert not delivered after %d attempts (%s)",
+            redact(self.url),
+            self.attempts,
+            problem,
+        )
+
+    async def _run(self) -> None:
+        while True:
+            alert = await self._queue.get()
+            await self._post(alert)
+            self._queue.task_done()
+
+    async def close(self, drain_s: float = 2.0) -> None:
+        """Give queued alerts ``drain_s`` to go out, then stop."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._queue.join(), drain_s)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._client.aclose()

@@ -1,0 +1,351 @@
+"""The detector loop: fetch motion frames, batch, infer, archive, publish, then ack.
+
+At-least-once, in this order for every frame: archive writes (frame + detections JSON, under
+deterministic keys) -> result and alerts published (confirmed) -> ack. A transient outage
+(archive or broker) holds the frame and retries in process, extending its ack deadline, so
+an outage never burns the delivery count that poison detection relies on; a poison message
+(bad headers, undecodable, delivered too often) is dead-lettered with its reason at once.
+On stop: no new fetches, the batch in hand is finished and acked, the rest is released.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TypeVar, cast
+
+import cv2
+import numpy as np
+
+from functions.detector.alerts import Alert, AlertEvaluator
+from functions.detector.metrics import DetectorMetrics
+from functions.detector.model import Image, Model, Prediction
+from functions.detector.results import alert_document, encode, result_document
+from functions.detector.webhook import Webhook
+from tripwire.archive import Archive, detections_key, frame_key
+from tripwire.brokers import Broker, Message
+from tripwire.config import CamerasFile
+from tripwire.contract import FrameMeta, Header, alerts_subject, detections_subject
+from tripwire.errors import ArchiveError, ArchiveUnavailable, BrokerError, ContractError
+from tripwire.settings import DetectorSettings
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+MAX_RETRY_DELAY_S = 10.0
+
+
+@dataclass
+class Work:
+    message: Message
+    meta: FrameMeta
+    data: bytes
+    image: Image | None = None
+
+
+@dataclass
+class StageTimes:
+    """Wall milliseconds of one batch, by stage (the benchmark aggregates these)."""
+
+    frames: int = 0
+    decode_ms: float = 0.0
+    preprocess_ms: float = 0.0
+    inference_ms: float = 0.0
+    postprocess_ms: float = 0.0
+    infer_wall_ms: float = 0.0
+    archive_ms: float = 0.0
+    publish_ms: float = 0.0
+    ack_ms: float = 0.0
+
+
+@dataclass
+class Counts:
+    acked: int = 0
+    dead: int = 0
+    released: int = 0
+    retries: int = 0
+    alerts: int = 0
+
+
+class Poison(Exception):
+    """A message that can never be processed; the text is the dead-letter reason."""
+
+
+@dataclass
+class Detector:
+    settings: DetectorSettings
+    cameras: CamerasFile
+    broker: Broker
+    archive: Archive
+    model: Model
+    metrics: DetectorMetrics = field(default_factory=DetectorMetrics)
+    webhook: Webhook | None = None
+    counts: Counts = field(default_factory=Counts)
+    _stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    _kept: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.alerts = AlertEvaluator(self.cameras.alerts, {c.id: c for c in self.cameras.cameras})
+        self.metrics.model_load_seconds.set(self.model.load_s)
+        self.metrics.first_inference_seconds.set(self.model.first_inference_s)
+
+    def stop(self) -> None:
+        """Ask the loop to finish its batch and return (safe from a signal handler)."""
+        self._stopping.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    async def run(self) -> None:
+        """Consume until :meth:`stop`."""
+        while not self.stopping:
+            messages = await self.collect()
+            if messages:
+                await self.process_batch(messages)
+
+    async def collect(self) -> list[Message]:
+        """Up to batch_size messages: wait for the first, then at most batch_wait_ms more."""
+        s = self.settings
+        try:
+            first = await self.broker.fetch(1, s.fetch_wait_s)
+            if not first or s.batch_size == 1:
+                return first
+            deadline = time.monotonic() + s.batch_wait_ms / 1000
+            batch = list(first)
+            while len(batch) < s.batch_size and not self.stopping:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                more = await self.broker.fetch(s.batch_size - len(batch), remaining)
+                if not more:
+                    break
+                batch.extend(more)
+        except BrokerError as exc:
+            log.warning("fetch failed: %s", exc)
+            await asyncio.sleep(min(s.fetch_wait_s, 1.0))
+            return []
+        if self.stopping:  # fetched but not started: give it back
+            await self._release(batch)
+            return []
+        return batch
+
+    async def process_batch(self, messages: Sequence[Message]) -> StageTimes:
+        times = StageTimes()
+        started = time.perf_counter()
+        work = [w for w in await asyncio.gather(*(self._prepare(m) for m in messages)) if w]
+        if not work:
+            return times
+        images = await asyncio.to_thread(_decode_all, work)
+        times.decode_ms = (time.perf_counter() - started) * 1000
+        good = []
+        for item, decoded in zip(work, images, strict=True):
+            if isinstance(decoded, str):
+                await self._dead(item.message, decoded)
+            else:
+                item.image = decoded
+                good.append(item)
+        if not good:
+            return times
+        t0 = time.perf_counter()
+        preds, batch_times = await asyncio.to_thread(
+            self.model.predict, [w.image for w in good if w.image is not None]
+        )
+        times.infer_wall_ms = (time.perf_counter() - t0) * 1000
+        times.frames = len(good)
+        times.preprocess_ms = batch_times.preprocess_ms * len(good)
+        times.inference_ms = batch_times.inference_ms * len(good)
+        times.postprocess_ms = batch_times.postprocess_ms * len(good)
+        self.metrics.batches.inc()
+        self.metrics.batch_size.observe(len(good))
+        self.metrics.inference_seconds.observe(times.infer_wall_ms / 1000)
+        per_frame_ms = times.infer_wall_ms / len(good)
+        # Alert streaks need each camera's frames in capture order; the writes may overlap.
+        alerts: dict[int, list[Alert]] = {}
+        for i in sorted(
+            range(len(good)), key=lambda i: (good[i].meta.camera, good[i].meta.capture_ns)
+        ):
+            image = good[i].image
+            size = (image.shape[1], image.shape[0]) if image is not None else (1, 1)
+            alerts[i] = self.alerts.observe(
+                good[i].meta.camera, good[i].meta.capture_ns, preds[i], size
+            )
+        await asyncio.gather(
+            *(
+                self._finish(good[i], preds[i], alerts[i], per_frame_ms, times)
+                for i in range(len(good))
+            )
+        )
+        return times
+
+    async def _prepare(self, message: Message) -> Work | None:
+        try:
+            if message.deliveries > self.settings.max_deliveries:
+                raise Poison(
+                    f"delivered {message.deliveries} times "
+                    f"(max_deliveries {self.settings.max_deliveries})"
+                )
+            try:
+                meta = FrameMeta.from_headers(message.headers)
+            except ContractError as exc:
+                raise Poison(f"bad headers: {exc}") from None
+            data = message.body
+            if not data and meta.claim:
+                data = await self._retrying(message, lambda: self.archive.get(meta.claim or ""))
+            if not data:
+                raise Poison("empty body and no claim-check key")
+            return Work(message, meta, data)
+        except Poison as exc:
+            await self._dead(message, str(exc))
+        except ArchiveError as exc:
+            await self._dead(message, f"claim check: {exc}")
+        except _Released:
+            pass
+        return None
+
+    def _keep_frame(self, meta: FrameMeta, pred: Prediction, alerted: bool) -> bool:
+        keep = self.settings.keep
+        if keep == "motion":
+            return True
+        if keep == "detections":
+            return bool(pred.boxes) or alerted
+        return meta.seq % self.settings.keep_every_n == 0
+
+    async def _finish(
+        self,
+        work: Work,
+        pred: Prediction,
+        alerts: list[Alert],
+        inference_ms: float,
+        times: StageTimes,
+    ) -> None:
+        meta, message = work.meta, work.message
+        for label in [b.label for b in pred.boxes] + ([pred.top1[0]] if pred.top1 else []):
+            self.metrics.detections.labels(label).inc()
+        det_key = detections_key(meta.camera, meta.capture_ns, meta.seq)
+        img_key = (
+            frame_key(meta.camera, meta.capture_ns, meta.seq, meta.content_type)
+            if self._keep_frame(meta, pred, bool(alerts))
+            else None
+        )
+        doc = result_document(meta, pred, self.model, inference_ms, img_key, det_key)
+        body = encode(doc)
+        user_meta = {
+            "camera": meta.camera,
+            "seq": str(meta.seq),
+            "capture-ns": str(meta.capture_ns),
+        }
+
+        async def write() -> None:  # fresh coroutines for every attempt
+            puts = [self.archive.put(det_key, body, "application/json", user_meta)]
+            if img_key:
+                puts.append(self.archive.put(img_key, work.data, meta.content_type, user_meta))
+            await asyncio.gather(*puts)
+
+        try:
+            t0 = time.perf_counter()
+            await self._retrying(message, write)
+            times.archive_ms += (time.perf_counter() - t0) * 1000
+            t0 = time.perf_counter()
+            headers = {
+                Header.ID: f"{meta.message_id}-det",
+                Header.CAMERA: meta.camera,
+                Header.CONTENT_TYPE: "application/json",
+            }
+            await self._retrying(
+                message, lambda: self.broker.publish(detections_subject(meta.camera), body, headers)
+            )
+            for alert in alerts:
+                adoc = alert_document(alert, meta, self.model, img_key, det_key)
+                aheaders = {**headers, Header.ID: f"{meta.message_id}-alert-{alert.kind}"}
+                abody = encode(adoc)
+
+                async def publish_alert(b: bytes = abody, h: dict[str, str] = aheaders) -> None:
+                    await self.broker.publish(alerts_subject(meta.camera), b, h)
+
+                await self._retrying(message, publish_alert)
+                self.metrics.alerts.labels(alert.kind).inc()
+                self.counts.alerts += 1
+                if self.webhook is not None:
+                    self.webhook.send(adoc)
+            times.publish_ms += (time.perf_counter() - t0) * 1000
+            t0 = time.perf_counter()
+            await message.ack()
+            times.ack_ms += (time.perf_counter() - t0) * 1000
+        except _Released:
+            return
+        except ArchiveError as exc:  # permanent: retrying cannot fix it
+            await self._dead(message, f"archive: {exc}")
+            return
+        except BrokerError as exc:  # the ack itself failed: the broker will redeliver
+            log.warning(
+                "camera %s frame %d: ack failed (%s); it will be redelivered",
+                meta.camera,
+                meta.seq,
+                exc,
+            )
+            return
+        self.counts.acked += 1
+        self.metrics.acks.inc()
+        self.metrics.end_to_end_seconds.observe(max(0.0, (time.time_ns() - meta.capture_ns) / 1e9))
+
+    async def _retrying(self, message: Message, op: Callable[[], Awaitable[T]]) -> T:
+        """Run ``op`` until it succeeds; hold the message through transient outages."""
+        delay = 0.25
+        while True:
+            try:
+                return await op()
+            except (ArchiveUnavailable, BrokerError) as exc:
+                if isinstance(exc, ArchiveUnavailable):
+                    self.metrics.archive_errors.inc()
+                self.counts.retries += 1
+                if self.stopping:
+                    await self._release([message], reason="stopping during an outage")
+                    raise _Released from None
+                log.warning(
+                    "transient failure, holding the frame and retrying in %.1fs: %s", delay, exc
+                )
+                with contextlib.suppress(BrokerError):
+                    await message.in_progress()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), delay)
+                delay = min(delay * 2, MAX_RETRY_DELAY_S)
+
+    async def _dead(self, message: Message, reason: str) -> None:
+        log.warning("dead-lettering %s: %s", message.subject, reason)
+        kind = reason.split(":")[0].split(" ")[0]
+        try:
+            await message.term(reason)
+        except BrokerError as exc:  # not acked either: it comes back and is judged again
+            log.warning("dead-letter failed (%s); the message stays on the queue", exc)
+            return
+        self.counts.dead += 1
+        self.metrics.dead_letters.labels(kind).inc()
+
+    async def _release(self, messages: Sequence[Message], reason: str = "stopping") -> None:
+        for message in messages:
+            with contextlib.suppress(BrokerError):
+                await message.nak()
+            self.counts.released += 1
+            self.metrics.naks.labels(reason).inc()
+
+
+class _Released(Exception):
+    """The message was handed back to the broker; stop working on it."""
+
+
+def _decode_all(work: Sequence[Work]) -> list[Image | str]:
+    """Full colour decode for the model (the detector needs colour; the edge never does)."""
+    out: list[Image | str] = []
+    for item in work:
+        decoded = cv2.imdecode(np.frombuffer(item.data, np.uint8), cv2.IMREAD_COLOR)
+        image = cast("Image | None", decoded)
+        if image is None:
+            out.append(f"not decodable: {item.meta.content_type} body of {len(item.data)} bytes")
+        else:
+            out.append(image)
+    return out

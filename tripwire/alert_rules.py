@@ -1,0 +1,38 @@
+"""Alert rules of the camera config file: which model classes raise which alert.
+
+```yaml
+alerts:
+  - kind: fire
+    classes: [fire, smoke]
+    min_confidence: 0.4
+    min_frames: 2          # consecutive frames of one camera that must show it
+    cooldown_s: 120        # one incident, one alert
+  - kind: accident
+    classes: [Accident]    # a classify model's top-1 label counts as a whole-frame match
+  - kind: intrusion
+    classes: [person]
+    zones: [driveway]      # only boxes whose foot point lies in one of these zones
+    cameras: [cam-1]       # default: every camera
+```
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class AlertRule(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$", description="alert kind, e.g. fire")
+    classes: list[str] = Field(min_length=1, description="model class names that match")
+    min_confidence: float = Field(0.5, ge=0.0, le=1.0, description="lowest confidence that counts")
+    min_frames: int = Field(1, ge=1, le=1000, description="consecutive matching frames needed")
+    cooldown_s: float = Field(60.0, ge=0.0, le=86_400, description="quiet time after an alert")
+    zones: list[str] = Field(
+        default_factory=list, description="restrict to boxes in these camera zones (by name)"
+    )
+    cameras: list[str] = Field(default_factory=list, description="cameras it applies to; [] = all")
+
+    def applies_to(self, camera: str) -> bool:
+        return not self.cameras or camera in self.cameras
