@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tripwire.archive.settings import ArchiveSettings
@@ -114,7 +114,9 @@ class DetectorSettings(CommonSettings):
     task: Literal["detect", "classify"] | None = Field(
         None, description="model task; unset = from the weights (a .tflite export needs detect)"
     )
-    imgsz: int = Field(640, ge=32, le=4096, description="inference size (pixels)")
+    imgsz: int | None = Field(
+        None, ge=32, le=4096, description="inference size; unset = the model's training size"
+    )
     conf: float = Field(0.25, ge=0.0, le=1.0, description="minimum box confidence")
     iou: float = Field(0.7, ge=0.0, le=1.0, description="NMS IoU threshold")
     max_det: int = Field(100, ge=1, le=3000, description="most boxes per frame")
@@ -127,8 +129,8 @@ class DetectorSettings(CommonSettings):
     max_deliveries: int = Field(
         5, ge=1, le=1000, description="dead-letter a message delivered more often than this"
     )
-    retry_delay_s: float = Field(
-        2.0, ge=0.0, le=600, description="redelivery delay after a transient failure"
+    retry_backoff_s: float = Field(
+        0.25, gt=0.0, le=60, description="first retry of a frame held through an outage; doubles"
     )
     stop_timeout_s: float = Field(
         20.0, gt=0, le=3600, description="on SIGTERM, exit within this bound"
@@ -140,7 +142,7 @@ class DetectorSettings(CommonSettings):
         description="frames to archive: every motion frame, those with detections, every Nth",
     )
     keep_every_n: int = Field(10, ge=1, le=100_000, description="N for keep=every_nth")
-    webhook_url: str | None = Field(None, description="POST each alert as JSON here")
+    webhook_url: AnyHttpUrl | None = Field(None, description="POST each alert as JSON here")
     webhook_timeout_s: float = Field(5.0, gt=0, le=120, description="per webhook attempt")
     webhook_attempts: int = Field(4, ge=1, le=20, description="tries per alert, backoff between")
     archive: ArchiveSettings = Field(default_factory=ArchiveSettings)

@@ -56,7 +56,9 @@ class BatchTimes:
 @dataclass(frozen=True)
 class ModelOptions:
     weights: str
-    imgsz: int = 640
+    # None: the size the weights were trained at (a classifier trained at 224 and run at 640
+    # calls most frames wrong), else 640.
+    imgsz: int | None = None
     conf: float = 0.25
     iou: float = 0.7
     max_det: int = 100
@@ -82,6 +84,16 @@ def _fingerprint(path: Path) -> str:
     return digest.hexdigest()[:12]
 
 
+def _trained_imgsz(yolo: Any) -> int:
+    """The training size a .pt checkpoint records (ultralytics keeps it in overrides); 640."""
+    size = (getattr(yolo, "overrides", None) or {}).get("imgsz")
+    if isinstance(size, int):
+        return size
+    if isinstance(size, list | tuple) and size:
+        return int(max(size))
+    return 640
+
+
 def _xyxy(values: Sequence[float]) -> tuple[float, float, float, float]:
     x1, y1, x2, y2 = (round(float(v), 1) for v in values)
     return (x1, y1, x2, y2)
@@ -102,6 +114,7 @@ class Model:
                 torchvision_cpu.install()
             import ultralytics
             from ultralytics import YOLO
+            from ultralytics.cfg import DEFAULT_CFG_DICT
         except ImportError as exc:
             raise ModelError(
                 f"the detector needs ultralytics ({exc.name} is missing): "
@@ -119,6 +132,9 @@ class Model:
         if self.device == "auto":
             self.device = "cuda:0" if torch.cuda.is_available() else "cpu"
         self.half = self.device.startswith("cuda")
+        # ultralytics 8.4 renamed half to quantize=16 and warns on every call that uses half.
+        half_arg = {"quantize": 16} if "quantize" in DEFAULT_CFG_DICT else {"half": True}
+        self.precision: dict[str, Any] = half_arg if self.half else {}
         self.options = options
         try:
             self._yolo: Any = YOLO(weights, task=options.task) if options.task else YOLO(weights)
@@ -126,13 +142,14 @@ class Model:
             raise ModelError(f"weights {weights!r} did not load: {exc}") from exc
         self.task: Task = "classify" if self._yolo.task == "classify" else "detect"
         self.names: dict[int, str] = dict(self._yolo.names or {})
+        self.imgsz = options.imgsz or _trained_imgsz(self._yolo)
         self.name = path.stem
         self.version = f"ultralytics-{ultralytics.__version__}"
         if path.exists():
             self.version += f"+{_fingerprint(path)}"
         self.load_s = time.perf_counter() - started
         started = time.perf_counter()
-        self.predict([np.zeros((options.imgsz, options.imgsz, 3), np.uint8)])
+        self.predict([np.zeros((self.imgsz, self.imgsz, 3), np.uint8)])
         self.first_inference_s = time.perf_counter() - started
         log.info(
             "model %s (%s, %s) loaded in %.2fs, first inference %.2fs%s",
@@ -147,16 +164,15 @@ class Model:
     def predict(self, images: Sequence[Image]) -> tuple[list[Prediction], BatchTimes]:
         """One ultralytics call for the whole batch; boxes in each image's own pixels."""
         o = self.options
-        extra = {"half": True} if self.half else {}  # ultralytics warns about half on CPU
         results = self._yolo.predict(
             list(images),
-            imgsz=o.imgsz,
+            imgsz=self.imgsz,
             conf=o.conf,
             iou=o.iou,
             max_det=o.max_det,
             device=self.device,
             verbose=False,
-            **extra,
+            **self.precision,  # nothing on CPU: ultralytics warns about half there
         )
         out = [self._convert(r) for r in results]
         speed = results[0].speed if results else {}

@@ -11,6 +11,7 @@ from functions.detector.metrics import DetectorMetrics, HealthServer
 from functions.detector.model import Model, ModelOptions
 from functions.detector.webhook import Webhook
 from functions.detector.worker import Detector
+from tripwire import timeline
 from tripwire.archive import open_archive
 from tripwire.config import load_config
 from tripwire.runtime import connected_broker
@@ -21,14 +22,33 @@ log = logging.getLogger(__name__)
 
 def model_options(settings: DetectorSettings) -> ModelOptions:
     return ModelOptions(
-        weights=settings.weights, imgsz=settings.imgsz, conf=settings.conf, iou=settings.iou,
-        max_det=settings.max_det, device=settings.device, task=settings.task,
+        weights=settings.weights,
+        # Only when configured; unset, the model runs at its own training size.
+        imgsz=settings.imgsz,
+        conf=settings.conf,
+        iou=settings.iou,
+        max_det=settings.max_det,
+        device=settings.device,
+        task=settings.task,
         allow_download=settings.allow_download,
     )
 
 
 async def run_detector(settings: DetectorSettings) -> int:
     cameras = load_config(settings.config_path())
+    # Signals count from the start: a SIGTERM while the model loads ends the process cleanly
+    # (it holds no message yet) instead of killing it with 143.
+    stop_asked = asyncio.Event()
+    detector: Detector | None = None
+
+    def on_signal() -> None:
+        stop_asked.set()
+        if detector is not None:
+            detector.stop()
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal)
     metrics = DetectorMetrics()
     health = HealthServer(metrics)
     await health.start(settings.metrics_host, settings.metrics_port)
@@ -44,21 +64,37 @@ async def run_detector(settings: DetectorSettings) -> int:
         async with connected_broker(settings) as broker:
             await archive.ensure()
             model = await loading
+            if stop_asked.is_set():
+                log.info("stopped before consuming anything")
+                return 0
+            timeline.record(
+                "model_loaded",
+                seconds=round(model.load_s, 3),
+                first_inference_s=round(model.first_inference_s, 3),
+                untrained=model.untrained,
+            )
             health.ready = True
             metrics.ready.set(1)
             if settings.webhook_url:
-                webhook = Webhook(settings.webhook_url, timeout_s=settings.webhook_timeout_s,
-                                  attempts=settings.webhook_attempts)
+                webhook = Webhook(
+                    str(settings.webhook_url),
+                    timeout_s=settings.webhook_timeout_s,
+                    attempts=settings.webhook_attempts,
+                )
                 webhook.start()
             detector = Detector(settings, cameras, broker, archive, model, metrics, webhook)
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, detector.stop)
+            if stop_asked.is_set():
+                detector.stop()
             runner = asyncio.create_task(detector.run())
             await _stopped(detector, runner, settings.stop_timeout_s)
             c = detector.counts
-            log.info("detector stopped: %d acked, %d dead-lettered, %d released, %d alerts",
-                     c.acked, c.dead, c.released, c.alerts)
+            log.info(
+                "detector stopped: %d acked, %d dead-lettered, %d released, %d alerts",
+                c.acked,
+                c.dead,
+                c.released,
+                c.alerts,
+            )
     finally:
         if not loading.done():
             loading.cancel()
@@ -78,8 +114,10 @@ async def _stopped(detector: Detector, runner: asyncio.Task[None], bound_s: floa
         try:
             await asyncio.wait_for(asyncio.shield(runner), bound_s)
         except TimeoutError:
-            log.warning("graceful stop took over %.0fs; exiting, unacked frames return "
-                        "to the broker", bound_s)
+            log.warning(
+                "graceful stop took over %.0fs; exiting, unacked frames return to the broker",
+                bound_s,
+            )
             runner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await runner

@@ -38,6 +38,7 @@ class Webhook:
         """Queue an alert; never blocks."""
         if self._queue.full():
             self._queue.get_nowait()
+            self._queue.task_done()  # else join() (close's drain) never returns
             self.dropped += 1
             log.warning("webhook %s: queue full, dropped the oldest alert", redact(self.url))
         self._queue.put_nowait(alert)
@@ -59,7 +60,7 @@ class Webhook:
                         )
                     return
                 problem = f"HTTP {response.status_code}"
-            except httpx.HTTPError as exc:
+            except (httpx.HTTPError, httpx.InvalidURL) as exc:
                 problem = type(exc).__name__
             if attempt < self.attempts:
                 await asyncio.sleep(delay)

@@ -26,6 +26,7 @@ from functions.detector.metrics import DetectorMetrics
 from functions.detector.model import Image, Model, Prediction
 from functions.detector.results import alert_document, encode, result_document
 from functions.detector.webhook import Webhook
+from tripwire import timeline
 from tripwire.archive import Archive, detections_key, frame_key
 from tripwire.brokers import Broker, Message
 from tripwire.config import CamerasFile
@@ -111,12 +112,12 @@ class Detector:
     async def collect(self) -> list[Message]:
         """Up to batch_size messages: wait for the first, then at most batch_wait_ms more."""
         s = self.settings
+        batch: list[Message] = []
         try:
-            first = await self.broker.fetch(1, s.fetch_wait_s)
-            if not first or s.batch_size == 1:
-                return first
+            batch = await self.broker.fetch(1, s.fetch_wait_s)
+            if not batch or s.batch_size == 1:
+                return batch
             deadline = time.monotonic() + s.batch_wait_ms / 1000
-            batch = list(first)
             while len(batch) < s.batch_size and not self.stopping:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -127,8 +128,11 @@ class Detector:
                 batch.extend(more)
         except BrokerError as exc:
             log.warning("fetch failed: %s", exc)
-            await asyncio.sleep(min(s.fetch_wait_s, 1.0))
-            return []
+            if not batch:
+                await asyncio.sleep(min(s.fetch_wait_s, 1.0))
+                return []
+            # What was fetched before the failure is ours to finish (or release below):
+            # dropped here it would sit unacked until the broker's ack deadline.
         if self.stopping:  # fetched but not started: give it back
             await self._release(batch)
             return []
@@ -289,13 +293,17 @@ class Detector:
                 exc,
             )
             return
+        if self.counts.acked == 0:
+            timeline.record(
+                "result_stored", camera=meta.camera, seq=meta.seq, capture_ns=meta.capture_ns
+            )
         self.counts.acked += 1
         self.metrics.acks.inc()
         self.metrics.end_to_end_seconds.observe(max(0.0, (time.time_ns() - meta.capture_ns) / 1e9))
 
     async def _retrying(self, message: Message, op: Callable[[], Awaitable[T]]) -> T:
         """Run ``op`` until it succeeds; hold the message through transient outages."""
-        delay = 0.25
+        delay = self.settings.retry_backoff_s
         while True:
             try:
                 return await op()
