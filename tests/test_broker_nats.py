@@ -35,6 +35,11 @@ def isolated(unique: str, **overrides: Any) -> NatsSettings:
         "dead_prefix": f"t{unique}.dead",
         "reconnect_wait_s": 0.05,
         "reconnect_max_wait_s": 0.5,
+        # nats-server reserves each stream's max_bytes up front: the production defaults
+        # (GiBs) of many test streams would exhaust the test server's store.
+        "stream_max_bytes": 64 * 1024 * 1024,
+        "results_max_bytes": 16 * 1024 * 1024,
+        "dead_max_bytes": 16 * 1024 * 1024,
     }
     fields.update(overrides)
     return NatsSettings(**fields)

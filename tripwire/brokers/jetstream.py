@@ -3,15 +3,17 @@
 Three streams are declared on connect: motion (work queue: a frame lives until the detector
 acks it), results (detections, alerts, wake; limits retention) and dead letters. The
 consumer's lag (waiting + unacked) is exactly what the KEDA NATS JetStream scaler reads.
+``subscribe`` is a plain core NATS subscription: a JetStream publish reaches it as well.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import re
-from collections.abc import Awaitable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from typing import Any, Literal
 
 import nats.errors
@@ -22,7 +24,7 @@ from nats.js import JetStreamContext, api
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tripwire import contract
-from tripwire.brokers.protocol import Message
+from tripwire.brokers.protocol import Message, TransientMessage
 from tripwire.contract import Header
 from tripwire.embedded_nats import MAX_PAYLOAD
 from tripwire.errors import BrokerError, BrokerUnavailable, PublishTimeout
@@ -122,6 +124,11 @@ class NatsSettings(BaseModel):
         return self
 
 
+def _visible(headers: Mapping[str, str] | None) -> dict[str, str]:
+    """Broker-internal headers (Nats-Msg-Id, ...) hidden: callers see what was published."""
+    return {k: v for k, v in (headers or {}).items() if not k.startswith("Nats-")}
+
+
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, nats.js.errors.APIError) and exc.description:
         return f"{exc.description} (code {exc.code}, err_code {exc.err_code})"
@@ -135,10 +142,7 @@ class JetStreamMessage:
         self._broker, self._msg = broker, msg
         self.subject: str = msg.subject
         self.body: bytes = msg.data
-        # Broker-internal headers (Nats-Msg-Id, ...) are hidden: callers see what was published.
-        self.headers: Mapping[str, str] = {
-            k: v for k, v in (msg.headers or {}).items() if not k.startswith("Nats-")
-        }
+        self.headers: Mapping[str, str] = _visible(msg.headers)
         self.deliveries: int = msg.metadata.num_delivered
 
     async def ack(self) -> None:
@@ -438,6 +442,28 @@ class JetStreamBroker:
         except Exception as exc:
             raise self.wrap(exc, f"consumer info {s.stream}/{s.durable}") from exc
         return (info.num_pending or 0) + (info.num_ack_pending or 0)
+
+    async def subscribe(self, subject: str) -> AsyncIterator[Message]:
+        """A core NATS subscription, replayed by nats-py after each reconnect.
+
+        It lives on the client: it ends when the client is closed, by :meth:`close` or by
+        a :meth:`connect` that replaces a client still reconnecting.
+        """
+        nc = self._nc
+        if nc is None or nc.is_closed:
+            raise BrokerUnavailable(f"nats {redact(self._url)}: subscribe {subject}: not connected")
+        try:
+            sub = await nc.subscribe(subject)
+        except Exception as exc:
+            raise self.wrap(exc, f"subscribe {subject}") from exc
+        try:
+            # nats-py ends this iterator when the client closes.
+            async for msg in sub.messages:
+                yield TransientMessage(msg.subject, msg.data, _visible(msg.headers))
+        finally:
+            if not nc.is_closed:
+                with contextlib.suppress(nats.errors.Error):
+                    await sub.unsubscribe()
 
     async def close(self) -> None:
         if self._redeclaring is not None:

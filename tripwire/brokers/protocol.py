@@ -3,11 +3,16 @@
 A broker carries motion frames from the edge to the detector with at-least-once delivery:
 ``publish`` returns only once the broker has stored the message (JetStream ack, RabbitMQ
 publisher confirm); a consumer acks a :class:`Message` only after its work is done.
+
+It also carries low-rate signals best effort: ``subscribe`` is a transient listener, so the
+scaler hears the gateway's wake-up (``tripwire.wake``) within milliseconds instead of at its
+next depth poll, and the poll stays the source of truth for anything a listener missed.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 
@@ -50,7 +55,7 @@ class Message(Protocol):
 
 @runtime_checkable
 class Broker(Protocol):
-    """Publish, consume and measure queue depth on one broker."""
+    """Publish, consume and measure queue depth on one broker; listen for signals."""
 
     name: str
 
@@ -82,9 +87,48 @@ class Broker(Protocol):
         """Messages not yet acknowledged by the detector: waiting plus in flight."""
         ...
 
-    async def close(self) -> None:
-        """Release the connection; unacknowledged messages go back to the broker."""
+    def subscribe(self, subject: str) -> AsyncIterator[Message]:
+        """Messages published to ``subject`` from now on, as they arrive (a transient listener).
+
+        For low-rate signals such as ``tripwire.wake``: nothing is stored for an absent listener,
+        and ack/nak/term/in_progress are no-ops. The iterator ends when the broker is closed.
+
+        An async generator: the subscription is made when iteration starts, and a message
+        published before the broker has it in place is not seen. The adapter restores it
+        after a reconnect; what was published during the outage is lost. ``subject`` is an
+        exact subject (wildcards differ between brokers). The first iteration raises
+        :class:`~tripwire.errors.BrokerUnavailable` when the broker is unreachable or closed.
+        """
         ...
+
+    async def close(self) -> None:
+        """Release the connection; unacknowledged messages go back to the broker.
+
+        Ends every :meth:`subscribe` iterator.
+        """
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class TransientMessage:
+    """A message from :meth:`Broker.subscribe`: nothing was stored, so nothing to settle."""
+
+    subject: str
+    body: bytes
+    headers: Mapping[str, str]
+    deliveries: int = 1
+
+    async def ack(self) -> None:
+        """No-op."""
+
+    async def nak(self, delay: float | None = None) -> None:
+        """No-op: a transient message is never delivered again."""
+
+    async def term(self, reason: str) -> None:
+        """No-op: there is no dead-letter route for signals."""
+
+    async def in_progress(self) -> None:
+        """No-op: there is no ack deadline."""
 
 
 async def messages(broker: Broker, *, batch: int = 16, wait: float = 1.0) -> AsyncIterator[Message]:

@@ -24,16 +24,19 @@ so a lost binding is an error; detections, alerts and wake-ups go to whoever bou
 Consuming is ``basic_consume`` into a local buffer rather than a ``basic_get`` loop: the
 broker pushes up to ``prefetch`` deliveries ahead, so ``fetch`` costs no round trip per
 message and no polling; what sits in the buffer is unacked and counts in ``depth``.
+
+``subscribe`` listens on a third connection, through temporary queues (``rabbitmq_listen``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -43,7 +46,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tripwire.brokers.protocol import Message
 from tripwire.brokers.rabbitmq_confirms import Confirms, topic_matches
-from tripwire.brokers.rabbitmq_link import Link, describe
+from tripwire.brokers.rabbitmq_link import Link, Lost, Ready, describe
+from tripwire.brokers.rabbitmq_listen import Listeners
 from tripwire.brokers.rabbitmq_management import Management
 from tripwire.brokers.rabbitmq_message import RabbitMessage, headers_from_amqp
 from tripwire.contract import Header
@@ -136,8 +140,14 @@ class RabbitBroker:
             settings.management_timeout_s,
         )
         self._confirms = Confirms(settings, publish_timeout_s, self._context, self._why)
-        self._publisher = self._link("publisher")
-        self._consumer = self._link("consumer")
+        self._publisher = self._link("publisher", self._publisher_ready, self._publisher_lost)
+        self._consumer = self._link("consumer", self._consumer_ready, self._consumer_lost)
+        self._listeners = Listeners(
+            settings.exchange,
+            functools.partial(self._link, "listener"),
+            connect_timeout_s,
+            self._context,
+        )
         self._buffer: deque[RabbitMessage] = deque()
         self._arrived = asyncio.Event()
         self._consume_lock = asyncio.Lock()
@@ -218,6 +228,17 @@ class RabbitBroker:
             raise BrokerUnavailable(self._context(f"depth of {queue}: {self._why(exc)}")) from None
         return int(frame.method.message_count)
 
+    async def subscribe(self, subject: str) -> AsyncIterator[Message]:
+        """A temporary queue bound with ``subject``, consumed on a connection of its own.
+
+        A publish to ``subject`` is not ``mandatory`` (unless the motion binding matches it):
+        with no listener bound, the broker confirms it and drops it.
+        """
+        self._check_open()
+        async with contextlib.aclosing(self._listeners.listen(subject)) as messages:
+            async for message in messages:
+                yield message
+
     async def close(self) -> None:
         if self._closed:
             return
@@ -227,6 +248,7 @@ class RabbitBroker:
             handle.cancel()
         self._timers.clear()
         self._buffer.clear()
+        await self._listeners.close()
         await self._consumer.close()  # the broker requeues every unacked delivery
         await self._publisher.close()
         self._confirms.fail_all("closed")
@@ -354,7 +376,7 @@ class RabbitBroker:
 
     # -- plumbing ---------------------------------------------------------------------------
 
-    def _link(self, role: str) -> Link:
+    def _link(self, role: str, on_ready: Ready, on_lost: Lost) -> Link:
         attempt_s = min(self._connect_timeout_s, 10.0)
         params = pika.URLParameters(self._url)
         params.heartbeat = self._settings.heartbeat_s
@@ -364,17 +386,12 @@ class RabbitBroker:
         params.client_properties = {
             "connection_name": f"tripwire {role} {self._settings.queue} pid {os.getpid()}"
         }
-        ready, lost = (
-            (self._publisher_ready, self._publisher_lost)
-            if role == "publisher"
-            else (self._consumer_ready, self._consumer_lost)
-        )
         return Link(
             self._url,
             params,
             role,
-            on_ready=ready,
-            on_lost=lost,
+            on_ready=on_ready,
+            on_lost=on_lost,
             attempt_timeout_s=attempt_s,
             max_backoff_s=self._settings.max_backoff_s,
         )
