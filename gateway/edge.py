@@ -17,9 +17,10 @@ from typing import TypeVar
 
 from functions.motion import MotionDetector, MotionResult
 from gateway.metrics import GatewayMetrics
+from tripwire import timeline
 from tripwire.brokers import Broker
 from tripwire.config import CameraConfig, CamerasFile
-from tripwire.contract import FrameMeta
+from tripwire.contract import WAKE_SUBJECT, FrameMeta, Header
 from tripwire.errors import BrokerError, TripwireError
 from tripwire.tokens import verify
 
@@ -65,6 +66,7 @@ class Edge:
         self.metrics = metrics
         self._cameras = {c.id: CameraState(c, MotionDetector(c)) for c in cameras.cameras}
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="motion")
+        self._wakes: set[asyncio.Task[None]] = set()
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -127,4 +129,28 @@ class Edge:
             raise BrokerDown(f"camera {camera}: frame {frame_seq}: {exc}") from exc
         self.metrics.publish_seconds.observe(time.perf_counter() - started)
         self.metrics.motion_frames.labels(camera).inc()
+        if result.event_opened:
+            timeline.record(
+                "motion_published", camera=camera, seq=frame_seq, event_id=result.event_id
+            )
+            task = asyncio.create_task(self._wake(camera, result.event_id or ""))
+            self._wakes.add(task)
+            task.add_done_callback(self._wakes.discard)
         return Ingested(frame_seq, result, True)
+
+    async def _wake(self, camera: str, event_id: str) -> None:
+        """Push activation: tell a scaled-to-zero detector to start now (best effort).
+
+        Sent after the frame itself is stored, so the worker it wakes finds work; a lost
+        wake costs only latency, because the scaler's depth poll still sees the frame.
+        """
+        headers = {
+            Header.CAMERA: camera,
+            Header.EVENT: event_id,
+            Header.CONTENT_TYPE: "application/json",
+        }
+        body = f'{{"camera":"{camera}","event_id":"{event_id}"}}'.encode()
+        try:
+            await self.broker.publish(WAKE_SUBJECT, body, headers)
+        except BrokerError:
+            self.metrics.rejects.labels("wake_failed").inc()

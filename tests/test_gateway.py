@@ -120,6 +120,8 @@ ERROR_CASES = [
     ("random bytes", dict(body=b"hello world"), 422, "not a JPEG"),
     ("truncated jpeg", dict(body="truncated"), 422, "cam-a"),
     ("over the size limit", dict(body=b"\xff\xd8\xff" + bytes(LIMIT)), 413, "over"),
+    ("sequence not a number", dict(headers={"X-Seq": "abc"}), 422, "header x-seq"),
+    ("negative capture time", dict(headers={"X-Capture-Ns": "-5"}), 422, "header x-capture-ns"),
 ]
 
 
@@ -139,6 +141,7 @@ def test_error_table(
         body,  # type: ignore[arg-type]
         token=req.get("token", TOKEN),  # type: ignore[arg-type]
         content_type=str(req.get("content_type", "image/jpeg")),
+        **req.get("headers", {}),  # type: ignore[arg-type]
     )
     assert resp.status_code == status, resp.text
     assert words in resp.json()["detail"]

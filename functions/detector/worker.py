@@ -65,6 +65,7 @@ class StageTimes:
 
 @dataclass
 class Counts:
+    batches: int = 0
     acked: int = 0
     dead: int = 0
     released: int = 0
@@ -164,6 +165,9 @@ class Detector:
         times.preprocess_ms = batch_times.preprocess_ms * len(good)
         times.inference_ms = batch_times.inference_ms * len(good)
         times.postprocess_ms = batch_times.postprocess_ms * len(good)
+        if self.counts.batches == 0:
+            timeline.record("first_inference", frames=len(good), ms=round(times.infer_wall_ms, 1))
+        self.counts.batches += 1
         self.metrics.batches.inc()
         self.metrics.batch_size.observe(len(good))
         self.metrics.inference_seconds.observe(times.infer_wall_ms / 1000)

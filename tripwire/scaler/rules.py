@@ -129,6 +129,11 @@ class Scaler:
         self._last = Decision(now, None, True, previous, self._replicas, "wake")
         return self._replicas
 
+    def skip_poll(self, now: float) -> None:
+        """The metric could not be read: hold the count and poll again a pollingInterval on."""
+        self._tick(now)
+        self._next_poll = now + self.policy.polling_interval_s
+
     def decide(self, now: float, metric: float, *, running: int | None = None) -> int:
         """One poll: the replica count KEDA and the HPA would set for ``metric`` at ``now``.
 

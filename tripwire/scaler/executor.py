@@ -1,0 +1,206 @@
+"""The local scaler's executor: detector worker processes that follow the Scaler's decisions.
+
+The same ScaledObject that KEDA runs on a cluster drives this loop on one machine: poll the
+broker depth every pollingInterval, let :class:`~tripwire.scaler.rules.Scaler` decide, and
+converge the number of ``tripwire detector`` processes to the decision. Scale-in sends
+SIGTERM and waits for the detector's graceful stop (batch in hand finished and acked, the
+rest released); a crashed worker is replaced at the next step. A wake (push activation)
+starts the first worker without waiting for the next poll.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tripwire import timeline
+from tripwire.errors import BrokerError
+from tripwire.scaler.rules import Scaler
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+
+
+@dataclass
+class Worker:
+    process: asyncio.subprocess.Process
+    started_at: float
+    stopping: bool = False
+
+
+@dataclass
+class WorkerPool:
+    """Start and stop worker processes; ``command`` runs one worker."""
+
+    command: Sequence[str]
+    env: dict[str, str]
+    stop_timeout_s: float
+    log_dir: Path
+    workers: list[Worker] = field(default_factory=list)
+    started: int = 0
+    crashed: int = 0
+    _stopping: set[asyncio.Task[None]] = field(default_factory=set)
+
+    @property
+    def running(self) -> int:
+        """Workers alive and not asked to stop."""
+        return sum(1 for w in self.workers if not w.stopping and w.process.returncode is None)
+
+    def reap(self) -> None:
+        """Forget workers that exited; count those that exited unasked as crashed."""
+        for worker in list(self.workers):
+            code = worker.process.returncode
+            if code is None:
+                continue
+            self.workers.remove(worker)
+            if not worker.stopping:
+                self.crashed += 1
+                log.warning(
+                    "detector worker pid %d exited with %d; it will be replaced",
+                    worker.process.pid,
+                    code,
+                )
+                timeline.record("worker_crashed", worker_pid=worker.process.pid, code=code)
+
+    async def converge(self, desired: int) -> None:
+        self.reap()
+        while self.running < desired:
+            await self._start()
+        extra = self.running - desired
+        # Newest first: the oldest workers are warm and most likely mid-batch elsewhere.
+        for worker in sorted(self.workers, key=lambda w: -w.started_at):
+            if extra <= 0:
+                break
+            if not worker.stopping and worker.process.returncode is None:
+                self._stop(worker)
+                extra -= 1
+
+    async def _start(self) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        index = self.started
+        with (self.log_dir / f"detector-{index}.log").open("ab") as out:
+            process = await asyncio.create_subprocess_exec(
+                *self.command,
+                env=self.env,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+                start_new_session=True,
+            )
+        self.started += 1
+        self.workers.append(Worker(process, time.monotonic()))
+        log.info("started detector worker pid %d", process.pid)
+        timeline.record("worker_started", worker_pid=process.pid)
+
+    def _stop(self, worker: Worker) -> None:
+        worker.stopping = True
+        task = asyncio.create_task(self._terminate(worker))
+        self._stopping.add(task)
+        task.add_done_callback(self._stopping.discard)
+
+    async def _terminate(self, worker: Worker) -> None:
+        process = worker.process
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGTERM)
+        timeline.record("worker_stopping", worker_pid=process.pid)
+        try:
+            # The detector bounds its own graceful stop; the margin covers interpreter exit.
+            await asyncio.wait_for(process.wait(), self.stop_timeout_s + 10)
+        except TimeoutError:
+            log.warning("worker pid %d ignored SIGTERM; killing it", process.pid)
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()
+        log.info("detector worker pid %d stopped (exit %s)", process.pid, process.returncode)
+        timeline.record("worker_stopped", worker_pid=process.pid, code=process.returncode)
+
+    async def stop_all(self) -> None:
+        for worker in self.workers:
+            if not worker.stopping and worker.process.returncode is None:
+                self._stop(worker)
+        if self._stopping:
+            await asyncio.gather(*list(self._stopping), return_exceptions=True)
+        self.reap()
+
+
+@dataclass
+class LocalScaler:
+    """Poll depth, decide, converge; wake on demand. ``depth`` reads the broker's metric."""
+
+    scaler: Scaler
+    depth: Callable[[], Awaitable[int]]
+    pool: WorkerPool
+    clock: Clock = time.monotonic
+    last_metric: int | None = None
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def wake(self) -> None:
+        """Push activation: start the first worker now (safe to call from any coroutine)."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def step(self) -> None:
+        now = self.clock()
+        if self._wake.is_set():
+            self._wake.clear()
+            before = self.scaler.replicas
+            self.scaler.wake(now)
+            if before == 0:
+                timeline.record("scale_decision", reason="wake", replicas=self.scaler.replicas)
+        if self.scaler.poll_due(now):
+            try:
+                self.last_metric = await self.depth()
+            except BrokerError as exc:  # as KEDA without fallback: hold the count
+                log.warning("queue depth unavailable (%s); replicas held", exc)
+                self.scaler.skip_poll(now)
+            else:
+                before = self.scaler.replicas
+                self.scaler.decide(now, self.last_metric, running=self.pool.running)
+                if self.scaler.replicas != before:
+                    reason = self.scaler.last.reason if self.scaler.last else "?"
+                    log.info(
+                        "scale %d -> %d (%s, depth %d)",
+                        before,
+                        self.scaler.replicas,
+                        reason,
+                        self.last_metric,
+                    )
+                    timeline.record(
+                        "scale_decision",
+                        reason=reason,
+                        depth=self.last_metric,
+                        replicas=self.scaler.replicas,
+                        previous=before,
+                    )
+        await self.pool.converge(self.scaler.replicas)
+
+    async def run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                await self.step()
+                next_poll = self.scaler.next_poll_at
+                wait = 0.5 if next_poll is None else max(0.0, next_poll - self.clock())
+                # Wake early for a push activation, and at least every 0.5 s to reap crashes.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake_or_stop(), min(wait, 0.5))
+        finally:
+            await self.pool.stop_all()
+
+    async def _wake_or_stop(self) -> None:
+        wake = asyncio.create_task(self._wake.wait())
+        stop = asyncio.create_task(self._stop.wait())
+        try:
+            await asyncio.wait({wake, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            wake.cancel()
+            stop.cancel()

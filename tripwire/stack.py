@@ -1,0 +1,241 @@
+"""``tripwire up``: the whole pipeline on one machine.
+
+One process supervises: the broker (embedded NATS unless a URL is configured), the gateway
+with the motion function (a child process), and the local scaler, which starts and stops
+``tripwire detector`` worker processes from the same ScaledObject KEDA uses on a cluster,
+and starts the first one at once when the gateway publishes a wake signal. Every child runs
+in its own session, so a Ctrl-C reaches this supervisor only, and it stops the children in
+order: gateway first (no new frames), then the workers (each finishes its batch), then
+the broker. Nothing is left running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from tripwire import timeline
+from tripwire.brokers import Broker, open_broker
+from tripwire.contract import WAKE_SUBJECT
+from tripwire.errors import BrokerError, TripwireError
+from tripwire.runtime import BrokerEndpoint, resolve_broker
+from tripwire.scaler import Scaler, ScalingPolicy, load_policy, policy_file
+from tripwire.scaler.executor import LocalScaler, WorkerPool
+from tripwire.settings import DetectorSettings, GatewaySettings
+from tripwire.urls import redact
+
+log = logging.getLogger(__name__)
+
+
+class StackError(TripwireError):
+    """A part of the local stack did not start."""
+
+
+@dataclass
+class StackOptions:
+    gateway: GatewaySettings
+    detector: DetectorSettings
+    policy: Path | None = None  # default: deploy/keda/<broker>/scaledobject.yaml
+    timeline_path: Path | None = None
+    push_activation: bool = True  # start the first worker on the gateway's wake signal
+
+
+@dataclass
+class Stack:
+    """The running pipeline; use :func:`running_stack`."""
+
+    options: StackOptions
+    endpoint: BrokerEndpoint
+    broker: Broker
+    policy: ScalingPolicy
+    scaler: LocalScaler
+    gateway_url: str
+    gateway: asyncio.subprocess.Process
+    started_ns: int = field(default_factory=time.time_ns)
+    wakes: int = 0
+
+    @property
+    def replicas(self) -> int:
+        return self.scaler.scaler.replicas
+
+    @property
+    def running_workers(self) -> int:
+        return self.scaler.pool.running
+
+
+def _child_env(options: StackOptions, broker_url: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["TRIPWIRE_BROKER__URL"] = broker_url
+    env["TRIPWIRE_HOME"] = str(options.gateway.home)
+    config = options.gateway.config_path()
+    if config is not None:
+        env["TRIPWIRE_CONFIG"] = str(config)
+    if options.timeline_path is not None:
+        env[timeline.ENV] = str(options.timeline_path)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+async def _start_gateway(
+    options: StackOptions, env: dict[str, str], log_dir: Path
+) -> tuple[asyncio.subprocess.Process, str]:
+    settings = options.gateway
+    port = settings.port
+    if port == 0:
+        from tripwire.embedded_nats import free_port
+
+        port = free_port()
+    env = {**env, "TRIPWIRE_HOST": settings.host, "TRIPWIRE_PORT": str(port)}
+    await asyncio.to_thread(log_dir.mkdir, parents=True, exist_ok=True)
+    with (log_dir / "gateway.log").open("ab") as out:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "tripwire.cli",
+            "gateway",
+            env=env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
+            start_new_session=True,
+        )
+    url = f"http://{settings.host}:{port}"
+    deadline = time.monotonic() + 60
+    async with httpx.AsyncClient(timeout=1.0) as client:
+        while time.monotonic() < deadline:
+            if process.returncode is not None:
+                raise StackError(
+                    f"gateway exited with {process.returncode}; see {log_dir / 'gateway.log'}"
+                )
+            with contextlib.suppress(httpx.HTTPError):
+                if (await client.get(f"{url}/readyz")).status_code == 200:
+                    return process, url
+            await asyncio.sleep(0.1)
+    await _terminate(process, 5)
+    raise StackError(f"gateway not ready within 60 s; see {log_dir / 'gateway.log'}")
+
+
+async def _terminate(process: asyncio.subprocess.Process, grace_s: float) -> None:
+    if process.returncode is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        process.send_signal(signal.SIGTERM)
+    try:
+        await asyncio.wait_for(process.wait(), grace_s)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+        await process.wait()
+
+
+def detector_command(settings: DetectorSettings) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "tripwire.cli",
+        "detector",
+        "--weights",
+        settings.weights,
+        "--metrics-port",
+        "0",
+    ] + (["--task", settings.task] if settings.task else [])
+
+
+async def _listen_for_wakes(stack_broker: Broker, on_wake: Callable[[], None]) -> None:
+    while True:
+        try:
+            async for _ in stack_broker.subscribe(WAKE_SUBJECT):
+                on_wake()
+            return  # the broker was closed
+        except BrokerError as exc:  # polling still scales; retry the subscription
+            log.warning("wake subscription lost (%s); retrying", exc)
+            await asyncio.sleep(1.0)
+
+
+@contextlib.asynccontextmanager
+async def running_stack(options: StackOptions) -> AsyncIterator[Stack]:
+    """Start every part, yield the running stack, stop everything in order on exit."""
+    home = options.gateway.home
+    log_dir = home / "logs"
+    endpoint = resolve_broker(options.gateway)
+    policy_path = options.policy or policy_file(
+        "rabbitmq" if endpoint.url.startswith("amqp") else "nats"
+    )
+    policy = load_policy(policy_path)
+    broker = open_broker(options.gateway.broker, endpoint.url)
+    gateway: asyncio.subprocess.Process | None = None
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        await broker.connect()
+        env = _child_env(options, endpoint.url)
+        pool = WorkerPool(
+            detector_command(options.detector), env, options.detector.stop_timeout_s, log_dir
+        )
+        local = LocalScaler(Scaler(policy), broker.depth, pool)
+        gateway, url = await _start_gateway(options, env, log_dir)
+        stack = Stack(options, endpoint, broker, policy, local, url, gateway)
+
+        def on_wake() -> None:
+            stack.wakes += 1
+            local.wake()
+
+        tasks.append(asyncio.create_task(local.run(), name="scaler"))
+        if options.push_activation:
+            tasks.append(asyncio.create_task(_listen_for_wakes(broker, on_wake), name="wakes"))
+        log.info(
+            "tripwire up: gateway %s, broker %s, policy %s (polling %ss, cooldown %ss)",
+            url,
+            redact(endpoint.url),
+            policy_path,
+            policy.polling_interval_s,
+            policy.cooldown_period_s,
+        )
+        yield stack
+    finally:
+        if gateway is not None:
+            await _terminate(gateway, 10)
+        if tasks:
+            local.stop()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(tasks[0], options.detector.stop_timeout_s + 15)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        await broker.close()
+        endpoint.stop()
+
+
+async def run_up(options: StackOptions) -> int:
+    """``tripwire up``: run until Ctrl-C / SIGTERM."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with running_stack(options) as stack:
+        print(
+            f"tripwire up: gateway {stack.gateway_url} (POST /v1/cameras/<id>/frames); "
+            f"detectors scale 0..{stack.policy.max_replicas} on queue depth; Ctrl-C stops"
+        )
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 10)
+            depth = stack.scaler.last_metric
+            log.info(
+                "replicas %d (running %d), queue depth %s, wakes %d",
+                stack.replicas,
+                stack.running_workers,
+                "?" if depth is None else depth,
+                stack.wakes,
+            )
+        print("tripwire up: stopping (gateway, then detectors finish their batches)")
+    return 0
