@@ -24,6 +24,7 @@ from typing import Annotated, Any, NoReturn
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from tripwire.alert_rules import AlertRule
 from tripwire.contract import check_camera_id
 from tripwire.errors import ConfigError, ContractError
 from tripwire.tokens import PREFIX as TOKEN_PREFIX
@@ -37,38 +38,68 @@ class Strict(BaseModel):
 
 
 class MotionConfig(Strict):
-    """Motion detection parameters of one camera (see functions/motion)."""
+    """Motion detection parameters of one camera (see functions/motion/analyser.py).
+
+    Sizes are relative (fractions of the frame; gray levels 0-255 after the blur), so one
+    block suits every resolution a camera may send. Frame counts are analysed frames.
+    """
 
     analysis_height: int = Field(
-        180, ge=45, le=1080,
+        180,
+        ge=45,
+        le=1080,
         description="analyse at about this many rows; picks the JPEG reduced-decode factor",
     )
     threshold: int = Field(
-        25, ge=1, le=254, description="per-pixel difference to background that counts (0-255)"
+        20,
+        ge=1,
+        le=254,
+        description="difference to the background (gray levels, after blur) that is a change",
     )
     min_area: float = Field(
-        0.0002, gt=0.0, lt=1.0,
-        description="smallest moving blob, as a fraction of the frame area",
+        0.00015,
+        gt=0.0,
+        lt=1.0,
+        description="smallest moving blob, fraction of the frame (0.00015 = 12x12 px at 720p)",
     )
-    blur: int = Field(5, ge=1, le=31, description="Gaussian blur kernel (odd) before differencing")
+    blur: int = Field(
+        5, ge=1, le=31, description="Gaussian blur kernel (odd, analysis pixels) before diffing"
+    )
     alpha: float = Field(
         0.05, gt=0.0, le=1.0, description="background running-average weight per analysed frame"
     )
-    frames_to_open: int = Field(2, ge=1, le=100, description="motion frames that open an event")
-    frames_to_close: int = Field(10, ge=1, le=1000, description="quiet frames that close it")
+    frames_to_open: int = Field(
+        2, ge=1, le=100, description="consecutive frames with motion at one place to open an event"
+    )
+    frames_to_close: int = Field(
+        10, ge=1, le=1000, description="consecutive quiet frames that close an open event"
+    )
     calibration_frames: int = Field(
-        5, ge=1, le=300, description="frames to learn the background at start and after a jump"
+        5, ge=1, le=300, description="frames to learn the background at start and after lights"
     )
     lighting_change: float = Field(
-        0.35, gt=0.0, le=1.0,
+        0.35,
+        gt=0.0,
+        le=1.0,
         description="changed fraction of the frame taken as a lighting change (recalibrate)",
     )
+    lighting_step: float = Field(
+        0.15,
+        gt=0.0,
+        le=1.0,
+        description="jump of the mean brightness between analysed frames taken as lights",
+    )
     analysis_fps: float = Field(
-        10.0, ge=0.0, le=120.0,
+        10.0,
+        ge=0.0,
+        le=120.0,
         description="analyse at most this many frames/s (0 = every frame); others ride along",
     )
     max_publish_fps: float = Field(
         5.0, gt=0.0, le=120.0, description="publish at most this many motion frames/s"
+    )
+    max_boxes: int = Field(
+        16, ge=1, le=256, description="report at most this many boxes, largest first"
     )
 
     @field_validator("blur")
@@ -111,6 +142,7 @@ class Defaults(Strict):
 class CamerasFile(Strict):
     defaults: Defaults = Field(default_factory=Defaults)
     cameras: list[CameraConfig] = Field(default_factory=list)
+    alerts: list[AlertRule] = Field(default_factory=list, description="detector alert rules")
 
     @model_validator(mode="before")
     @classmethod
@@ -123,7 +155,8 @@ class CamerasFile(Strict):
             data = dict(data)
             data["cameras"] = [
                 {**cam, "motion": {**defaults, **(cam.get("motion") or {})}}
-                if isinstance(cam, dict) else cam
+                if isinstance(cam, dict)
+                else cam
                 for cam in cameras
             ]
         return data
@@ -135,6 +168,13 @@ class CamerasFile(Strict):
             if cam.id in seen:
                 raise ValueError(f"camera id {cam.id!r} appears twice")
             seen.add(cam.id)
+        for i, rule in enumerate(self.alerts):
+            for camera in rule.cameras or seen:
+                target = self.camera(camera)
+                if target is None:
+                    raise ValueError(f"alerts[{i}]: camera {camera!r} is not configured")
+                if rule.cameras and (missing := set(rule.zones) - set(target.zones)):
+                    raise ValueError(f"alerts[{i}]: camera {camera} has no zone {sorted(missing)}")
         return self
 
     def camera(self, camera_id: str) -> CameraConfig | None:

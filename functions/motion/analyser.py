@@ -1,0 +1,275 @@
+"""The per-frame pixel work: background model, change mask, blobs. One per analysis size.
+
+One analysed frame, in this order (each step says why it is there):
+
+1. Gaussian blur of the small grayscale picture: sensor noise and JPEG block edges would
+   otherwise pass the threshold one pixel at a time.
+2. Per-pixel minimum with the previous analysed frame. Rain, snow and insects in IR light
+   only ever *brighten* a pixel, and only for a frame; the minimum of two frames drops
+   them, while a mover stays (a dark one whole, a bright one where it overlaps itself).
+3. Lighting: a sudden jump of the mean between two analysed frames is a light switched on
+   (or off): re-learn the background instead of reporting motion everywhere.
+4. Global gain compensation: the frame is mapped onto the background's mean and standard
+   deviation (moving parts left out), so auto-exposure steps and a dusk fade, which the
+   running average lags behind, do not look like motion.
+5. Difference to the background against a fixed threshold, in 8 bits. Masks are applied
+   to this change mask (after the blur, so masked pixels never bleed a halo into it).
+   A changed share above ``lighting_change`` is a lighting change too (IR switch).
+6. Persistence: a pixel counts only when it also changed, or had a change next to it, in
+   each of the two previous analysed frames. A mover overlaps itself from frame to frame;
+   rain and one-frame flashes land somewhere new every time and drop out.
+7. Dilation joins a mover's parts into blobs (external contours). A blob is motion when it
+   holds ``min_area`` persistent pixels *and* something in it changed since the previous
+   analysed frame: a clock digit, a lamp turned on in one corner or a parked car changed
+   once and then stand still, however long the background takes to learn them. Its box is
+   grown to the changed pixels around it, so it covers the whole mover, not the part that
+   persisted.
+8. The background learns the frame with weight ``alpha``.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from functions.motion.decode import Geometry, Gray, scale
+from functions.motion.regions import Regions
+from tripwire.config import MotionConfig
+from tripwire.contract import Box
+
+Float = npt.NDArray[np.float32]
+
+# Previous analysed frames a pixel's change must persist through (step 6).
+_PERSIST = 2
+# Calibration learns the per-pixel median of the last frames (at most this many): unlike a
+# running average it keeps no trace of rain, or of someone walking past meanwhile.
+_CALIBRATION_KEEP = 9
+# Compensation beyond this gain (either way) is not trusted: re-learn instead.
+_MAX_GAIN = 2.0
+# A mean step below this many gray levels is never a lighting change, whatever its
+# relative size (a dark scene's mean moving from 4 to 6 is noise).
+_MIN_STEP_LEVELS = 4.0
+# Compensation statistics use every 4th row: 14k samples at 320x180 is plenty, and masked
+# statistics are otherwise the most expensive step of the frame.
+_STATS_ROW_STEP = 4
+# A blob still moves when this share of ``min_area`` changed since the last analysed frame
+# by a third of the threshold (3x the frame-to-frame noise seen on real CCTV).
+_ACTIVE_SHARE = 0.25
+
+
+class State(enum.Enum):
+    CALIBRATING = "calibrating"  # learning the background; no decision
+    LIGHTING = "lighting"  # a global change was seen; calibration restarts
+    QUIET = "quiet"
+    MOTION = "motion"
+
+
+@dataclass(frozen=True, slots=True)
+class Analysis:
+    state: State
+    score: float = 0.0  # persistent changed pixels / analysed (unmasked) pixels
+    boxes: tuple[Box, ...] = ()  # full-frame pixels, largest first
+    zones: tuple[str, ...] = ()  # zones that moving pixels touch
+
+
+CALIBRATING = Analysis(State.CALIBRATING)
+LIGHTING = Analysis(State.LIGHTING)
+QUIET = Analysis(State.QUIET)
+
+
+class Analyser:
+    """Background model and work buffers for one analysis size; reused frame after frame."""
+
+    def __init__(self, cfg: MotionConfig, geo: Geometry, regions: Regions) -> None:
+        self._cfg = cfg
+        self._geo = geo
+        self._regions = regions
+        h, w = geo.analysis_height, geo.analysis_width
+
+        def buffer() -> Gray:
+            return np.zeros((h, w), np.uint8)
+
+        self._raw, self._prev_raw = buffer(), buffer()  # blurred frames, this and last
+        self._has_prev = False
+        self._frame = buffer()  # the minimum of the two: the picture that is analysed
+        self._comp = buffer()
+        self._bg: Float = np.zeros((h, w), np.float32)
+        self._bg8 = buffer()
+        self._diff = buffer()
+        self._changed = buffer()
+        self._moving = buffer()
+        self._scratch = buffer()
+        self._stats_mask = buffer()
+        # Dilated change masks of the previous analysed frames, newest first, plus a spare.
+        self._nears = [buffer() for _ in range(_PERSIST + 1)]
+        self._near_count = 0
+        self._near_kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (3, 3))
+        join = 2 * max(1, round(h / 60)) + 1  # 7x7 at 180 rows: joins a person's limbs
+        self._join_kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (join, join))
+        self._ksize = (cfg.blur, cfg.blur)
+        self._active_threshold = max(3, cfg.threshold // 3)
+        self._area = max(1, regions.active_pixels)
+        self._min_pixels = max(2.0, cfg.min_area * w * h)
+        self._min_active = max(1, round(_ACTIVE_SHARE * self._min_pixels))
+        self._lighting_pixels = cfg.lighting_change * self._area
+        self._sx, self._sy = scale(geo)
+        self._calibrate_left = cfg.calibration_frames
+        keep = min(cfg.calibration_frames, _CALIBRATION_KEEP)
+        self._history: Gray = np.zeros((keep, h, w), np.uint8)
+        self._learnt = 0
+        self._last_mean = math.nan
+
+    @property
+    def calibrating(self) -> bool:
+        return self._calibrate_left > 0
+
+    def recalibrate(self) -> None:
+        """Forget the background; the next ``calibration_frames`` frames re-learn it."""
+        self._calibrate_left = self._cfg.calibration_frames
+        self._learnt = 0
+
+    def analyse(self, gray: Gray) -> Analysis:
+        cfg = self._cfg
+        raw, frame = self._raw, self._frame
+        if cfg.blur > 1:
+            cv2.GaussianBlur(gray, self._ksize, 0, dst=raw)
+        else:
+            np.copyto(raw, gray)
+        if self._has_prev:
+            cv2.min(raw, self._prev_raw, dst=frame)
+        else:
+            np.copyto(frame, raw)
+        self._raw, self._prev_raw = self._prev_raw, raw
+        self._has_prev = True
+
+        if self._calibrate_left > 0:
+            self._learn()
+            return CALIBRATING
+
+        cv2.convertScaleAbs(self._bg, dst=self._bg8)
+        mean_f, std_f, mean_b, std_b = self._stats()
+        step = abs(mean_f - self._last_mean)
+        self._last_mean = mean_f
+        if step > max(_MIN_STEP_LEVELS, cfg.lighting_step * mean_b):
+            return self._lighting()
+        gain = std_b / std_f if std_f > 1e-3 else 1.0
+        if not 1 / _MAX_GAIN <= gain <= _MAX_GAIN:
+            return self._lighting()
+        # comp = frame * gain + offset, saturated to 8 bits: sub-level precision does not
+        # matter at a threshold of tens of levels, and 8-bit arithmetic is OpenCV's fastest.
+        cv2.addWeighted(frame, gain, frame, 0.0, mean_b - gain * mean_f, dst=self._comp)
+        cv2.absdiff(self._comp, self._bg8, dst=self._diff)
+        cv2.threshold(self._diff, cfg.threshold, 255, cv2.THRESH_BINARY, dst=self._changed)
+        active = self._regions.active
+        if active is not None:
+            cv2.bitwise_and(self._changed, active, dst=self._changed)
+        if cv2.countNonZero(self._changed) > self._lighting_pixels:
+            return self._lighting()
+
+        nears = self._nears
+        cv2.bitwise_and(self._changed, nears[0], dst=self._moving)
+        for near in nears[1:_PERSIST]:
+            cv2.bitwise_and(self._moving, near, dst=self._moving)
+        spare = nears.pop()
+        cv2.dilate(self._changed, self._near_kernel, dst=spare)
+        nears.insert(0, spare)
+        self._near_count = cv2.countNonZero(spare)
+        cv2.accumulateWeighted(frame, self._bg, cfg.alpha)
+
+        moving = cv2.countNonZero(self._moving)
+        if moving < self._min_pixels:
+            return QUIET
+        boxes = self._boxes()
+        if not boxes:
+            return QUIET
+        return Analysis(State.MOTION, moving / self._area, boxes, self._zones())
+
+    def _learn(self) -> None:
+        history = self._history
+        np.copyto(history[self._learnt % len(history)], self._frame)
+        self._learnt += 1
+        self._calibrate_left -= 1
+        if self._calibrate_left == 0:
+            learnt = history[: min(self._learnt, len(history))]
+            np.copyto(self._bg, np.median(learnt, axis=0), casting="unsafe")
+        for near in self._nears:
+            near.fill(0)
+        self._near_count = 0
+        self._last_mean = math.nan
+
+    def _lighting(self) -> Analysis:
+        self.recalibrate()
+        self._learn()
+        return LIGHTING
+
+    def _stats(self) -> tuple[float, float, float, float]:
+        """Mean and std of frame and background, over unmasked pixels that did not move."""
+        active = self._regions.active
+        if not self._near_count and active is None:
+            mf, sf = cv2.meanStdDev(self._frame)
+            mb, sb = cv2.meanStdDev(self._bg8)
+        else:
+            # Leave the movers out, or a large one would be "compensated" away.
+            mask = self._stats_mask
+            cv2.bitwise_not(self._nears[0], dst=mask)
+            if active is not None:
+                cv2.bitwise_and(mask, active, dst=mask)
+            rows = slice(None, None, _STATS_ROW_STEP)
+            mf, sf = cv2.meanStdDev(self._frame[rows], mask=mask[rows])
+            mb, sb = cv2.meanStdDev(self._bg8[rows], mask=mask[rows])
+        return float(mf[0, 0]), float(sf[0, 0]), float(mb[0, 0]), float(sb[0, 0])
+
+    def _boxes(self) -> tuple[Box, ...]:
+        # What changed since the previous analysed frame (raw frames: the min would hide it).
+        active = self._diff
+        cv2.absdiff(self._raw, self._prev_raw, dst=active)
+        cv2.threshold(active, self._active_threshold, 255, cv2.THRESH_BINARY, dst=active)
+        joined = self._scratch
+        cv2.dilate(self._moving, self._join_kernel, dst=joined)
+        contours, _ = cv2.findContours(joined, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        height, width = joined.shape
+        found: list[tuple[int, Box]] = []
+        for contour in contours:
+            x, y, w, h = cv2.boundingRect(contour)
+            region = self._moving[y : y + h, x : x + w]
+            pixels = cv2.countNonZero(region)
+            if pixels < self._min_pixels:
+                continue
+            if cv2.countNonZero(active[y : y + h, x : x + w]) < self._min_active:
+                continue
+            rx, ry, rw, rh = cv2.boundingRect(region)
+            x1, y1, x2, y2 = x + rx, y + ry, x + rx + rw, y + ry + rh
+            # Grow to the changed pixels within one box size around it: a fast or bright
+            # mover persists only in a sliver, but it changed all over.
+            grow = max(rw, rh)
+            wx1, wy1 = max(0, x1 - grow), max(0, y1 - grow)
+            wx2, wy2 = min(width, x2 + grow), min(height, y2 + grow)
+            cx, cy, cw, ch = cv2.boundingRect(self._changed[wy1:wy2, wx1:wx2])
+            if cw:
+                x1, y1 = min(x1, wx1 + cx), min(y1, wy1 + cy)
+                x2, y2 = max(x2, wx1 + cx + cw), max(y2, wy1 + cy + ch)
+            found.append((pixels, self._full_frame(x1, y1, x2, y2)))
+        found.sort(key=lambda item: item[0], reverse=True)
+        return tuple(box for _, box in found[: self._cfg.max_boxes])
+
+    def _full_frame(self, x1: int, y1: int, x2: int, y2: int) -> Box:
+        sx, sy = self._sx, self._sy
+        return (
+            int(x1 * sx),
+            int(y1 * sy),
+            min(self._geo.width, math.ceil(x2 * sx)),
+            min(self._geo.height, math.ceil(y2 * sy)),
+        )
+
+    def _zones(self) -> tuple[str, ...]:
+        touched = []
+        for name, zone in self._regions.zones:
+            cv2.bitwise_and(self._moving, zone, dst=self._scratch)
+            if cv2.countNonZero(self._scratch):
+                touched.append(name)
+        return tuple(touched)
