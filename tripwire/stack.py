@@ -167,6 +167,8 @@ async def running_stack(options: StackOptions) -> AsyncIterator[Stack]:
     """Start every part, yield the running stack, stop everything in order on exit."""
     home = options.gateway.home
     log_dir = home / "logs"
+    if options.timeline_path is not None:  # the scaler records here too, not only children
+        os.environ[timeline.ENV] = str(options.timeline_path)
     endpoint = resolve_broker(options.gateway)
     policy_path = options.policy or policy_file(
         "rabbitmq" if endpoint.url.startswith("amqp") else "nats"

@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import cast
+from typing import NamedTuple, cast
 
 import cv2
 import numpy as np
@@ -26,7 +26,18 @@ from tripwire.errors import FrameError, TripwireError
 from tripwire.urls import redact
 
 Frame = npt.NDArray[np.uint8]
-OnResult = Callable[[MotionResult, bytes | None], None]
+
+
+class Pulled(NamedTuple):
+    """One frame read from the source: its decision, and its JPEG when it is to be published."""
+
+    result: MotionResult
+    jpeg: bytes | None
+    seq: int  # frame number in the source (the published sequence number)
+    capture_ns: int
+
+
+OnResult = Callable[[Pulled], None]
 
 
 class SourceError(TripwireError):
@@ -54,8 +65,8 @@ def iter_pull(
     max_frames: int | None = None,
     realtime: bool = False,
     start_ns: int | None = None,
-) -> Iterator[tuple[MotionResult, bytes | None]]:
-    """Yield (result, JPEG of the frame when ``result.publish``, else None) per frame.
+) -> Iterator[Pulled]:
+    """Yield a :class:`Pulled` per frame (JPEG only when ``result.publish``).
 
     ``realtime`` paces a file at its frame rate (for demos); live sources pace themselves.
     Ends at the end of a file or after ``max_frames``; raises SourceError when a live
@@ -93,8 +104,8 @@ def iter_pull(
                 if not ok:
                     raise FrameError(f"video source {redact(source)}: frame {count}: encode failed")
                 body = buf.tobytes()
+            yield Pulled(result, body, count, capture_ns)
             count += 1
-            yield result, body
     finally:
         cap.release()
 
@@ -108,11 +119,11 @@ def run_pull(
     max_frames: int | None = None,
     realtime: bool = False,
 ) -> int:
-    """Feed every frame's (result, JPEG or None) to ``on_result``; return the frame count."""
+    """Feed every :class:`Pulled` frame to ``on_result``; return the frame count."""
     count = 0
-    for result, body in iter_pull(
+    for pulled in iter_pull(
         source, camera, jpeg_quality=jpeg_quality, max_frames=max_frames, realtime=realtime
     ):
-        on_result(result, body)
+        on_result(pulled)
         count += 1
     return count
