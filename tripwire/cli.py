@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -13,6 +15,11 @@ from pydantic import ValidationError
 from tripwire.errors import TripwireError
 
 log = logging.getLogger("tripwire")
+
+NO_PREFORK_HELP = (
+    "start each detector worker from scratch instead of forking it from a standby process "
+    "that has done the imports (~0.35 GiB resident, no model, no GPU memory)"
+)
 
 
 def _settings_overrides(args: argparse.Namespace, *names: str) -> dict[str, Any]:
@@ -74,6 +81,9 @@ def _cmd_gateway(args: argparse.Namespace) -> int:
     if not cameras.cameras:
         log.warning("no cameras configured: every POST will be answered 404 (see --config)")
     endpoint = resolve_broker(settings)
+    # uvicorn re-raises the SIGTERM it handled once it has shut down; with the default
+    # action that would end the process before the embedded NATS server is stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         app = create_app(settings, cameras, open_broker(settings.broker, endpoint.url))
         uvicorn.run(
@@ -92,7 +102,6 @@ def _cmd_motion(args: argparse.Namespace) -> int:
     import asyncio
 
     from functions.motion.publisher import run_pull_mode
-
     from tripwire.settings import MotionSettings
 
     settings = MotionSettings(**_settings_overrides(args, "config", "camera", "source"))
@@ -112,6 +121,53 @@ def _cmd_detector(args: argparse.Namespace) -> int:
     settings = DetectorSettings(**overrides)
     _logging(settings.log_level)
     return asyncio.run(run_detector(settings))
+
+
+def _stack_options(args: argparse.Namespace) -> Any:
+    from tripwire.settings import DetectorSettings, GatewaySettings
+    from tripwire.stack import StackOptions
+
+    gateway = GatewaySettings(**_settings_overrides(args, "config", "host", "port"))
+    detector = DetectorSettings(**_settings_overrides(args, "config", "weights", "task"))
+    home = gateway.home
+    home.mkdir(parents=True, exist_ok=True)
+    return StackOptions(
+        gateway,
+        detector,
+        policy=args.policy,
+        timeline_path=args.timeline or home / "timeline.jsonl",
+        prefork=not args.no_prefork,
+    )
+
+
+def _cmd_up(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from tripwire.stack import run_up
+
+    options = _stack_options(args)
+    _logging(options.gateway.log_level)
+    return asyncio.run(run_up(options))
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from loadtest.demo import DemoOptions, run_demo
+
+    _logging("WARNING")
+    options = DemoOptions(
+        cameras=args.cameras,
+        fps=args.fps,
+        duration_s=args.duration,
+        video=args.video,
+        weights=args.weights,
+        task=args.task,
+        prefork=not args.no_prefork,
+    )
+    if args.home:
+        options.home = args.home
+    return asyncio.run(run_demo(options))
 
 
 def _logging(level: str) -> None:
@@ -155,14 +211,50 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--camera", required=True, help="camera id from the config file")
     p.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
 
-    p = add("detector", _cmd_detector,
-            "run the YOLO detector: consume motion frames, archive, publish results and alerts")
+    p = add(
+        "detector",
+        _cmd_detector,
+        "run the YOLO detector: consume motion frames, archive, publish results and alerts",
+    )
     common(p)
     p.add_argument("--weights", help="model weights (.pt/.onnx/.tflite) or .yaml (untrained)")
     p.add_argument("--task", choices=["detect", "classify"], help="model task if not inferred")
     p.add_argument("--device", help="auto (default), cpu, cuda:0, ...")
     p.add_argument("--batch-size", type=int, help="frames per inference call at most")
     p.add_argument("--metrics-port", type=int, help="/metrics and /readyz port (0 = free port)")
+
+    p = add(
+        "up",
+        _cmd_up,
+        "run the whole pipeline on this machine: broker, gateway with "
+        "motion, local scaler, detector workers on demand, archive",
+    )
+    common(p)
+    p.add_argument("--host", help="gateway listen address (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="gateway port (default 8080)")
+    p.add_argument("--weights", help="detector weights (.pt/.onnx/.tflite) or .yaml")
+    p.add_argument("--task", choices=["detect", "classify"], help="model task if not inferred")
+    p.add_argument(
+        "--policy",
+        type=Path,
+        help="ScaledObject YAML (default deploy/keda/<broker>/scaledobject.yaml)",
+    )
+    p.add_argument(
+        "--timeline",
+        type=Path,
+        help="JSONL timeline of events (default $TRIPWIRE_HOME/timeline.jsonl)",
+    )
+    p.add_argument("--no-prefork", action="store_true", help=NO_PREFORK_HELP)
+
+    p = add("demo", _cmd_demo, "tripwire up plus simulated cameras, a live view and a summary")
+    p.add_argument("--cameras", type=int, default=2, help="simulated cameras (default 2)")
+    p.add_argument("--fps", type=float, default=10.0, help="frames/s per camera (default 10)")
+    p.add_argument("--duration", type=float, default=45.0, help="seconds of camera traffic")
+    p.add_argument("--video", type=Path, help="loop this clip instead of the generated scene")
+    p.add_argument("--weights", help="detector weights (default yolo11n.pt, else untrained)")
+    p.add_argument("--task", choices=["detect", "classify"], help="model task if not inferred")
+    p.add_argument("--home", type=Path, help="state dir (default .tripwire/demo)")
+    p.add_argument("--no-prefork", action="store_true", help=NO_PREFORK_HELP)
 
     p = add("init", _cmd_init, "write a starter camera config under TRIPWIRE_HOME (dev setup)")
     p.add_argument("--cameras", type=int, default=1, help="how many cameras (cam-1, cam-2, …)")

