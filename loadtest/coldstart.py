@@ -1,5 +1,6 @@
 """Cold-start benchmark: first motion -> first stored detection, by stage, for a detector
-scaled to zero, with and without push activation, at pollingInterval 1 s and 30 s.
+scaled to zero, with and without push activation, at pollingInterval 1 s and 30 s, with
+workers forked from the prefork standby or started from scratch.
 
 For each configuration a local stack (embedded NATS, gateway, local scaler, detector
 workers) runs from a copy of deploy/keda/nats/scaledobject.yaml with pollingInterval set
@@ -7,7 +8,11 @@ and cooldownPeriod shortened (so each run starts from zero without waiting minut
 camera sends still frames, then a walker; stages come from the shared timeline:
 motion published -> scale decision -> worker started -> model loaded -> result stored.
 
+With prefork on, measuring starts once the standby reports ready (its imports done), as
+it is a few seconds after ``tripwire up``; its resident size is printed.
+
     python -m loadtest.coldstart [--runs 3] [--weights yolo11n.yaml]
+    python -m loadtest.coldstart --polling 1 --push on --prefork on off
 """
 
 from __future__ import annotations
@@ -80,7 +85,7 @@ async def _idle(stack: Stack, timeout_s: float) -> None:
 
 
 async def measure(
-    home: Path, policy: Path, push: bool, runs: int, weights: str
+    home: Path, policy: Path, push: bool, runs: int, weights: str, prefork: bool = True
 ) -> list[dict[str, float]]:
     write_starter_config(home, 1, force=True)
     token = read_tokens(home)["cam-1"]
@@ -92,11 +97,22 @@ async def measure(
         policy=policy,
         timeline_path=tl,
         push_activation=push,
+        prefork=prefork,
     )
     # A walker crosses from t=3 s on: frames 0..29 are still, the rest show motion.
     scene = Scene(fps=10.0, walkers=[Walker(x=-80, y=280, w=70, h=180, vx=120, start_s=3.0)])
     results = []
     async with running_stack(options) as stack, httpx.AsyncClient(timeout=10) as client:
+        standby = stack.scaler.pool.standby
+        if standby is not None:
+            if not await standby.wait_ready(120):
+                raise TimeoutError("the prefork standby was not ready within 120 s")
+            info = standby.info or {}
+            print(
+                f"  prefork standby ready: imports {info.get('import_s')} s, "
+                f"RSS {info.get('rss_kib', 0) / 1024:.0f} MiB",
+                flush=True,
+            )
         url = f"{stack.gateway_url}/v1/cameras/cam-1/frames"
         await _send(client, url, token, scene, 0, 25)  # calibrate on a still scene
         for _ in range(runs):
@@ -121,32 +137,42 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--weights", default="yolo11n.yaml")
     parser.add_argument("--polling", type=int, nargs="+", default=[1, 30])
+    parser.add_argument("--push", choices=["on", "off"], nargs="+", default=["on", "off"])
+    parser.add_argument("--prefork", choices=["on", "off"], nargs="+", default=["on"])
     args = parser.parse_args()
     table: dict[str, dict[str, float]] = {}
+    configs = [
+        (polling, push == "on", prefork == "on")
+        for polling in args.polling
+        for push in args.push
+        for prefork in args.prefork
+    ]
     with tempfile.TemporaryDirectory() as tmp:
-        for polling in args.polling:
+        for polling, push, prefork in configs:
             policy = policy_copy(Path(tmp), polling)
-            for push in (True, False):
-                name = f"poll {polling:>2}s, push {'on ' if push else 'off'}"
-                home = Path(tmp) / f"p{polling}-{int(push)}"
-                runs = asyncio.run(measure(home, policy, push, args.runs, args.weights))
-                table[name] = {
-                    s: statistics.median(r[s] for r in runs if s in r)
-                    for s in STAGES
-                    if any(s in r for r in runs)
-                }
-                print(
-                    f"{name}: {len(runs)} cold starts, first motion -> stored "
-                    f"{[round(r['result_stored'], 2) for r in runs]} s",
-                    flush=True,
-                )
+            name = (
+                f"poll {polling:>2}s, push {'on ' if push else 'off'}, "
+                f"prefork {'on ' if prefork else 'off'}"
+            )
+            home = Path(tmp) / f"p{polling}-{int(push)}-{int(prefork)}"
+            runs = asyncio.run(measure(home, policy, push, args.runs, args.weights, prefork))
+            table[name] = {
+                s: statistics.median(r[s] for r in runs if s in r)
+                for s in STAGES
+                if any(s in r for r in runs)
+            }
+            print(
+                f"{name}: {len(runs)} cold starts, first motion -> stored "
+                f"{[round(r['result_stored'], 2) for r in runs]} s",
+                flush=True,
+            )
     print(
         f"\nmedian seconds after the first motion frame was published ({args.weights}, "
         f"{args.runs} runs each)"
     )
-    print(f"{'configuration':<22}" + "".join(f"{s:>17}" for s in STAGES))
+    print(f"{'configuration':<36}" + "".join(f"{s:>17}" for s in STAGES))
     for name, row in table.items():
-        print(f"{name:<22}" + "".join(f"{row.get(s, float('nan')):>17.2f}" for s in STAGES))
+        print(f"{name:<36}" + "".join(f"{row.get(s, float('nan')):>17.2f}" for s in STAGES))
     print(
         json.dumps({"coldstart": {"weights": args.weights, "runs": args.runs, "median_s": table}})
     )

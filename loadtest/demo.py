@@ -43,6 +43,7 @@ class DemoOptions:
     task: str | None = None
     home: Path = Path(".tripwire") / "demo"
     drain_s: float = 120.0  # after the cameras stop: wait for the queue and scale-to-zero
+    prefork: bool = True  # fork detector workers from a standby (tripwire demo --no-prefork)
 
 
 def resolve_weights(requested: str | None, home: Path) -> tuple[str, str | None]:
@@ -155,7 +156,10 @@ async def run_demo(options: DemoOptions) -> int:
     tally = Tally()
     tty = sys.stdout.isatty()
     started = time.monotonic()
-    async with running_stack(StackOptions(gateway, detector, timeline_path=timeline_path)) as stack:
+    stack_options = StackOptions(
+        gateway, detector, timeline_path=timeline_path, prefork=options.prefork
+    )
+    async with running_stack(stack_options) as stack:
         listener = open_broker(gateway.broker, stack.endpoint.url)
         await listener.connect()
         counters = [

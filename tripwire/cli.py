@@ -170,6 +170,44 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return asyncio.run(run_demo(options))
 
 
+def _cmd_cluster_watch(args: argparse.Namespace) -> int:
+    import asyncio
+    import signal as signals
+
+    from tripwire.brokers import open_broker
+    from tripwire.cluster import watch_cluster
+    from tripwire.settings import CommonSettings
+
+    settings = CommonSettings(**_settings_overrides(args))
+    _logging(settings.log_level)
+
+    async def run() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signals.SIGINT, signals.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        broker = None
+        if settings.broker.url:
+            broker = open_broker(settings.broker, settings.broker.url)
+            await broker.connect()
+        try:
+            await watch_cluster(
+                args.namespace,
+                args.deployment,
+                args.out,
+                kubeconfig=args.kubeconfig,
+                depth=broker.depth if broker else None,
+                interval_s=args.interval,
+                stop=stop,
+            )
+        finally:
+            if broker is not None:
+                await broker.close()
+        return 0
+
+    return asyncio.run(run())
+
+
 def _logging(level: str) -> None:
     logging.basicConfig(
         level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -255,6 +293,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", choices=["detect", "classify"], help="model task if not inferred")
     p.add_argument("--home", type=Path, help="state dir (default .tripwire/demo)")
     p.add_argument("--no-prefork", action="store_true", help=NO_PREFORK_HELP)
+
+    p = add("cluster", None, "follow tripwire on a k3s/Kubernetes cluster")
+    cluster = p.add_subparsers(dest="cluster_command", required=True, metavar="ACTION")
+    watch = cluster.add_parser(
+        "watch",
+        help="write the detector's replicas and the queue depth as a JSONL timeline",
+        description="write the detector Deployment's replicas and the queue depth as the same "
+        "JSONL timeline the local scaler writes",
+    )
+    watch.add_argument("--broker", help="broker URL for the queue depth (port-forward it)")
+    watch.add_argument("--namespace", default="tripwire")
+    watch.add_argument("--deployment", default="tripwire-detector")
+    watch.add_argument("--kubeconfig", help="default: in-cluster, else ~/.kube/config")
+    watch.add_argument("--interval", type=float, default=5.0, help="depth poll seconds")
+    watch.add_argument("--out", type=Path, default=Path("cluster-timeline.jsonl"))
+    watch.set_defaults(func=_cmd_cluster_watch)
 
     p = add("init", _cmd_init, "write a starter camera config under TRIPWIRE_HOME (dev setup)")
     p.add_argument("--cameras", type=int, default=1, help="how many cameras (cam-1, cam-2, …)")

@@ -5,8 +5,9 @@ with the motion function (a child process), and the local scaler, which starts a
 ``tripwire detector`` worker processes from the same ScaledObject KEDA uses on a cluster,
 and starts the first one at once when the gateway publishes a wake signal. Every child runs
 in its own session, so a Ctrl-C reaches this supervisor only, and it stops the children in
-order: gateway first (no new frames), then the workers (each finishes its batch), then
-the broker. Nothing is left running.
+order: gateway first (no new frames), then the workers (each finishes its batch) and the
+prefork standby they are forked from (``prefork``, on unless ``--no-prefork``), then the
+broker. Nothing is left running.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ class StackOptions:
     policy: Path | None = None  # default: deploy/keda/<broker>/scaledobject.yaml
     timeline_path: Path | None = None
     push_activation: bool = True  # start the first worker on the gateway's wake signal
+    prefork: bool = True  # fork workers from a standby that has done their imports
 
 
 @dataclass
@@ -176,13 +178,19 @@ async def running_stack(options: StackOptions) -> AsyncIterator[Stack]:
     policy = load_policy(policy_path)
     broker = open_broker(options.gateway.broker, endpoint.url)
     gateway: asyncio.subprocess.Process | None = None
+    pool: WorkerPool | None = None
     tasks: list[asyncio.Task[None]] = []
     try:
         await broker.connect()
         env = _child_env(options, endpoint.url)
         pool = WorkerPool(
-            detector_command(options.detector), env, options.detector.stop_timeout_s, log_dir
+            detector_command(options.detector),
+            env,
+            options.detector.stop_timeout_s,
+            log_dir,
+            prefork=options.prefork,
         )
+        await pool.start()  # the standby's imports overlap the gateway's start
         local = LocalScaler(Scaler(policy), broker.depth, pool)
         gateway, url = await _start_gateway(options, env, log_dir)
         stack = Stack(options, endpoint, broker, policy, local, url, gateway)
@@ -213,6 +221,8 @@ async def running_stack(options: StackOptions) -> AsyncIterator[Stack]:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+        if pool is not None:  # done by the scaler's run already, unless it never started
+            await pool.stop_all()
         await broker.close()
         endpoint.stop()
 

@@ -6,6 +6,13 @@ converge the number of ``tripwire detector`` processes to the decision. Scale-in
 SIGTERM and waits for the detector's graceful stop (batch in hand finished and acked, the
 rest released); a crashed worker is replaced at the next step. A wake (push activation)
 starts the first worker without waiting for the next poll.
+
+With ``prefork`` the pool keeps a standby process beside it (:mod:`tripwire.scaler.prefork`,
+``functions.detector.zygote``) that has done a worker's imports, and forks workers from it:
+a cold start then begins at the model load instead of at ``import torch``. The standby is
+started with the pool (:meth:`WorkerPool.start`, the scaler's first step), replaced at the
+next step when it dies (its workers live on), and stopped by :meth:`WorkerPool.stop_all`
+after the workers. When it cannot serve a start, the worker is started the ordinary way.
 """
 
 from __future__ import annotations
@@ -18,9 +25,11 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from tripwire import timeline
 from tripwire.errors import BrokerError
+from tripwire.scaler.prefork import Zygote, ZygoteError
 from tripwire.scaler.rules import Scaler
 
 log = logging.getLogger(__name__)
@@ -28,25 +37,61 @@ log = logging.getLogger(__name__)
 Clock = Callable[[], float]
 
 
+class WorkerProcess(Protocol):
+    """A running worker: an ``asyncio.subprocess.Process`` or a forked ``ForkedWorker``."""
+
+    @property
+    def pid(self) -> int: ...
+
+    @property
+    def returncode(self) -> int | None: ...
+
+    def send_signal(self, sig: int, /) -> None: ...
+
+    def kill(self) -> None: ...
+
+    async def wait(self) -> int: ...
+
+
 @dataclass
 class Worker:
-    process: asyncio.subprocess.Process
+    process: WorkerProcess
     started_at: float
     stopping: bool = False
 
 
 @dataclass
 class WorkerPool:
-    """Start and stop worker processes; ``command`` runs one worker."""
+    """Start and stop worker processes; ``command`` runs one worker.
+
+    With ``prefork``, ``command`` must be ``<python> -m tripwire.cli ARGS...``: workers are
+    forked from a standby that runs ``tripwire ARGS...`` in the child.
+    """
 
     command: Sequence[str]
     env: dict[str, str]
     stop_timeout_s: float
     log_dir: Path
+    prefork: bool = False
     workers: list[Worker] = field(default_factory=list)
     started: int = 0
     crashed: int = 0
     _stopping: set[asyncio.Task[None]] = field(default_factory=set)
+    standby: Zygote | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        if not self.prefork:
+            return
+        if list(self.command[1:3]) != ["-m", "tripwire.cli"]:
+            raise ValueError(
+                f"prefork runs tripwire commands only, not {' '.join(self.command[:3])!r}"
+            )
+        self.standby = Zygote(self.command[0], self.env, self.log_dir / "zygote.log")
+
+    async def start(self) -> None:
+        """Start the prefork standby now, so that it is ready before the first cold start."""
+        if self.standby is not None:
+            await self.standby.ensure_running()
 
     @property
     def running(self) -> int:
@@ -71,6 +116,8 @@ class WorkerPool:
 
     async def converge(self, desired: int) -> None:
         self.reap()
+        if self.standby is not None:
+            await self.standby.ensure_running()
         while self.running < desired:
             await self._start()
         extra = self.running - desired
@@ -84,20 +131,28 @@ class WorkerPool:
 
     async def _start(self) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        index = self.started
-        with (self.log_dir / f"detector-{index}.log").open("ab") as out:
-            process = await asyncio.create_subprocess_exec(
-                *self.command,
-                env=self.env,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=out,
-                stderr=out,
-                start_new_session=True,
-            )
+        log_path = self.log_dir / f"detector-{self.started}.log"
+        process: WorkerProcess | None = None
+        if self.standby is not None:
+            try:
+                process = await self.standby.spawn(self.command[3:], self.env, log_path)
+            except ZygoteError as exc:
+                log.warning("%s; starting the worker from scratch", exc)
+        forked = process is not None
+        if process is None:
+            with log_path.open("ab") as out:
+                process = await asyncio.create_subprocess_exec(
+                    *self.command,
+                    env=self.env,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=out,
+                    start_new_session=True,
+                )
         self.started += 1
         self.workers.append(Worker(process, time.monotonic()))
-        log.info("started detector worker pid %d", process.pid)
-        timeline.record("worker_started", worker_pid=process.pid)
+        log.info("started detector worker pid %d%s", process.pid, " (forked)" if forked else "")
+        timeline.record("worker_started", worker_pid=process.pid, forked=forked)
 
     def _stop(self, worker: Worker) -> None:
         worker.stopping = True
@@ -122,12 +177,15 @@ class WorkerPool:
         timeline.record("worker_stopped", worker_pid=process.pid, code=process.returncode)
 
     async def stop_all(self) -> None:
+        """Stop every worker (gracefully), then the prefork standby."""
         for worker in self.workers:
             if not worker.stopping and worker.process.returncode is None:
                 self._stop(worker)
         if self._stopping:
             await asyncio.gather(*list(self._stopping), return_exceptions=True)
         self.reap()
+        if self.standby is not None:
+            await self.standby.stop()
 
 
 @dataclass
@@ -186,6 +244,7 @@ class LocalScaler:
 
     async def run(self) -> None:
         try:
+            await self.pool.start()
             while not self._stop.is_set():
                 await self.step()
                 next_poll = self.scaler.next_poll_at
