@@ -1,0 +1,289 @@
+"""Camera load test: N simulated cameras push JPEG frames at F fps to a running gateway.
+
+Each camera keeps one HTTP/1.1 keep-alive connection and its own schedule (frame k due at
+start + k/F; a frame more than one period late is counted as skipped, as a camera would
+drop it). The client is a few lines of asyncio streams rather than an HTTP library, so that
+on a 2-core machine the load generator costs little next to the gateway it measures.
+
+    python -m loadtest.cameras --cameras 20 --fps 30 --duration 20
+    python -m loadtest.cameras --sweep 10 20 30 40 50 --fps 30 --duration 15
+
+Without ``--url`` it starts a gateway on embedded NATS in a child process (tokens from a
+fresh starter config); with ``--url`` it needs ``--tokens`` (the env file ``tripwire init``
+writes). Prints accepted fps, latency p50/p95/p99, errors by status, the motion fraction,
+then one JSON line; ``--sweep`` finds the largest N with p99 < 100 ms and no errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+
+from loadtest.camera_sim import video_source
+from loadtest.clips import WAREHOUSE, find_video
+from loadtest.scenes import demo_scene
+from tripwire.embedded_nats import free_port
+from tripwire.starter import read_tokens, write_starter_config
+
+P99_LIMIT_S = 0.100
+
+
+@dataclass
+class Totals:
+    sent: int = 0
+    accepted: int = 0
+    skipped: int = 0
+    motion: int = 0
+    statuses: Counter[str] = field(default_factory=Counter)
+    latencies: list[float] = field(default_factory=list)
+    done: int = 0
+
+
+def frames_for(camera: int, video: Path | None, count: int = 60) -> list[bytes]:
+    """A short loop of 720p JPEGs per camera, rendered before the clock starts."""
+    if video is not None:
+        source, _ = video_source(video, max_frames=count)
+        return [source(i) for i in range(count)]
+    scene = demo_scene(seed=camera, fps=10.0, period_s=6.0)
+    return [scene.jpeg(i) for i in range(count)]
+
+
+async def _camera(
+    host: str,
+    port: int,
+    camera: str,
+    token: str,
+    frames: list[bytes],
+    fps: float,
+    duration_s: float,
+    totals: Totals,
+) -> None:
+    reader, writer = await asyncio.open_connection(host, port)
+    head = (
+        f"POST /v1/cameras/{camera}/frames HTTP/1.1\r\nHost: {host}\r\n"
+        f"Authorization: Bearer {token}\r\nContent-Type: image/jpeg\r\n"
+    )
+    period = 1.0 / fps
+    start = time.monotonic()
+    index = 0
+    try:
+        while (now := time.monotonic()) - start < duration_s:
+            due = start + index * period
+            if now < due:
+                await asyncio.sleep(due - now)
+            elif now - due > period:
+                totals.skipped += 1
+                index += 1
+                continue
+            body = frames[index % len(frames)]
+            request = (
+                f"{head}X-Seq: {index}\r\nX-Capture-Ns: {time.time_ns()}\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n"
+            ).encode() + body
+            sent = time.perf_counter()
+            writer.write(request)
+            await writer.drain()
+            status_line = await reader.readline()
+            length = 0
+            while (line := await reader.readline()) not in (b"\r\n", b""):
+                if line[:15].lower() == b"content-length:":
+                    length = int(line[15:])
+            answer = await reader.readexactly(length)
+            totals.latencies.append(time.perf_counter() - sent)
+            status = status_line.split(b" ", 2)[1].decode() if status_line else "closed"
+            totals.statuses[status] += 1
+            totals.sent += 1
+            if status == "202":
+                totals.accepted += 1
+                totals.motion += b'"motion":true' in answer
+            index += 1
+    except (ConnectionError, asyncio.IncompleteReadError) as exc:
+        totals.statuses[type(exc).__name__] += 1
+    finally:
+        writer.close()
+        totals.done += 1
+
+
+async def _progress(totals: Totals, cameras: int, duration_s: float) -> None:
+    start = time.monotonic()
+    while totals.done < cameras:
+        elapsed = time.monotonic() - start
+        filled = int(30 * min(1.0, elapsed / duration_s))
+        print(
+            f"\r[{'#' * filled}{'.' * (30 - filled)}] {elapsed:5.1f}s  sent {totals.sent}"
+            f"  ok {totals.accepted}",
+            end="",
+            file=sys.stderr,
+            flush=True,
+        )
+        await asyncio.sleep(0.5)
+    print(file=sys.stderr)
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+async def run_load(
+    url: str,
+    tokens: dict[str, str],
+    cameras: int,
+    fps: float,
+    duration_s: float,
+    video: Path | None,
+) -> dict[str, object]:
+    parts = urlsplit(url)
+    ids = sorted(tokens, key=lambda c: int(c.split("-")[-1]) if c[-1].isdigit() else 0)
+    if len(ids) < cameras:
+        raise SystemExit(f"only {len(ids)} camera tokens for {cameras} cameras")
+    frames = [await asyncio.to_thread(frames_for, i, video) for i in range(cameras)]
+    totals = Totals()
+    tasks = [
+        _camera(
+            parts.hostname or "127.0.0.1",
+            parts.port or 80,
+            ids[i],
+            tokens[ids[i]],
+            frames[i],
+            fps,
+            duration_s,
+            totals,
+        )
+        for i in range(cameras)
+    ]
+    started = time.monotonic()
+    await asyncio.gather(*tasks, _progress(totals, cameras, duration_s))
+    elapsed = time.monotonic() - started
+    errors = {s: n for s, n in totals.statuses.items() if s != "202"}
+    lat = totals.latencies
+    return {
+        "cameras": cameras,
+        "fps_per_camera": fps,
+        "seconds": round(elapsed, 1),
+        "offered_fps": round(cameras * fps, 1),
+        "accepted_fps": round(totals.accepted / elapsed, 1),
+        "sent": totals.sent,
+        "skipped": totals.skipped,
+        "errors": errors,
+        "latency_ms": {
+            "p50": round(1000 * _percentile(lat, 0.50), 1),
+            "p95": round(1000 * _percentile(lat, 0.95), 1),
+            "p99": round(1000 * _percentile(lat, 0.99), 1),
+            "mean": round(1000 * statistics.fmean(lat), 1) if lat else None,
+        },
+        "motion_fraction": round(totals.motion / totals.accepted, 3) if totals.accepted else None,
+    }
+
+
+def _ok(result: dict[str, object]) -> bool:
+    lat = result["latency_ms"]
+    assert isinstance(lat, dict)
+    return not result["errors"] and lat["p99"] < 1000 * P99_LIMIT_S and not result["skipped"]
+
+
+def _start_gateway(home: Path, cameras: int) -> tuple[subprocess.Popen[bytes], str]:
+    write_starter_config(home, cameras, force=True)
+    port = free_port()
+    env = {
+        **os.environ,
+        "TRIPWIRE_HOME": str(home),
+        "TRIPWIRE_PORT": str(port),
+        "TRIPWIRE_CONFIG": str(home / "cameras.yaml"),
+        "TRIPWIRE_LOG_LEVEL": "WARNING",
+    }
+    env.pop("TRIPWIRE_BROKER__URL", None)
+    log = (home / "gateway.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tripwire.cli", "gateway"], env=env, stdout=log, stderr=log
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                return process, url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    process.terminate()
+    raise SystemExit(f"gateway did not start; see {home / 'gateway.log'}")
+
+
+def _print(result: dict[str, object]) -> None:
+    lat = result["latency_ms"]
+    assert isinstance(lat, dict)
+    print(
+        f"{result['cameras']:>4} cameras x {result['fps_per_camera']} fps: accepted "
+        f"{result['accepted_fps']}/{result['offered_fps']} fps, latency p50 {lat['p50']} "
+        f"p95 {lat['p95']} p99 {lat['p99']} ms, errors {result['errors'] or 'none'}, "
+        f"skipped {result['skipped']}, motion {result['motion_fraction']}",
+        flush=True,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cameras", type=int, default=10)
+    parser.add_argument("--sweep", type=int, nargs="+", help="camera counts to try in turn")
+    parser.add_argument("--fps", type=float, default=30.0)
+    parser.add_argument("--duration", type=float, default=20.0)
+    parser.add_argument("--video", type=Path, help="loop this clip (default: generated scene)")
+    parser.add_argument("--warehouse", action="store_true", help="use the shared warehouse clip")
+    parser.add_argument("--url", help="a running gateway (default: start one here)")
+    parser.add_argument("--tokens", type=Path, help="camera-tokens.env for --url")
+    args = parser.parse_args()
+    video = find_video(WAREHOUSE) if args.warehouse else args.video
+    counts = args.sweep or [args.cameras]
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in counts:
+            if args.url:
+                if args.tokens is None:
+                    raise SystemExit("--url needs --tokens")
+                url, process = args.url, None
+                tokens = dict(
+                    line.split("=", 1)
+                    for line in args.tokens.read_text().splitlines()
+                    if "=" in line
+                )
+            else:  # a fresh gateway per step: motion state and queues start clean
+                process, url = _start_gateway(Path(tmp) / f"n{n}", n)
+                tokens = read_tokens(Path(tmp) / f"n{n}")
+            try:
+                result = asyncio.run(run_load(url, tokens, n, args.fps, args.duration, video))
+            finally:
+                if process is not None:
+                    process.terminate()
+                    process.wait(20)
+            _print(result)
+            results.append(result)
+    passing = [int(str(r["cameras"])) for r in results if _ok(r)]
+    capacity = max(passing) if passing else 0
+    if args.sweep:
+        print(
+            f"capacity: {capacity} cameras x {args.fps} fps with p99 < "
+            f"{int(P99_LIMIT_S * 1000)} ms and no errors"
+        )
+    print(
+        json.dumps({"camera_load": results, "capacity_cameras": capacity if args.sweep else None})
+    )
+
+
+if __name__ == "__main__":
+    main()
