@@ -26,7 +26,7 @@ def create_app(settings: GatewaySettings, cameras: CamerasFile, broker: Broker) 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if not broker.connected:
             await broker.connect()
-        edge = Edge(cameras, broker, metrics, settings.motion_threads)
+        edge = Edge(cameras, broker, metrics, settings.motion_threads, settings.motion_gate)
         app.state.edge = edge
         try:
             yield

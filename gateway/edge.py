@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from functions.motion import MotionDetector, MotionResult
+from functions.motion.probe import probe
 from gateway.metrics import GatewayMetrics
 from tripwire import timeline
 from tripwire.brokers import Broker
@@ -60,10 +62,18 @@ class Ingested:
 
 class Edge:
     def __init__(
-        self, cameras: CamerasFile, broker: Broker, metrics: GatewayMetrics, threads: int
+        self,
+        cameras: CamerasFile,
+        broker: Broker,
+        metrics: GatewayMetrics,
+        threads: int,
+        motion_gate: bool = True,
     ) -> None:
         self.broker = broker
         self.metrics = metrics
+        # False: every frame is published, the motion function never runs (the always-on
+        # CCTV baseline of ``tripwire bench energy``).
+        self.motion_gate = motion_gate
         self._cameras = {c.id: CameraState(c, MotionDetector(c)) for c in cameras.cameras}
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="motion")
         self._wakes: set[asyncio.Task[None]] = set()
@@ -102,7 +112,10 @@ class Edge:
         async with state.lock:
             frame_seq = seq if seq is not None else next(state.seq)
             started = time.perf_counter()
-            result = await self._run(lambda: state.detector.process(body, capture))
+            if self.motion_gate:
+                result = await self._run(lambda: state.detector.process(body, capture))
+            else:
+                result = _ungated(body)
             self.metrics.motion_seconds.observe(time.perf_counter() - started)
         camera = state.config.id
         self.metrics.frames.labels(camera).inc()
@@ -149,8 +162,28 @@ class Edge:
             Header.EVENT: event_id,
             Header.CONTENT_TYPE: "application/json",
         }
-        body = f'{{"camera":"{camera}","event_id":"{event_id}"}}'.encode()
+        body = json.dumps({"camera": camera, "event_id": event_id}).encode()
         try:
             await self.broker.publish(WAKE_SUBJECT, body, headers)
         except BrokerError:
             self.metrics.rejects.labels("wake_failed").inc()
+
+
+def _ungated(body: bytes) -> MotionResult:
+    """The answer for a frame published without motion analysis (``motion_gate`` false):
+    no motion claimed, no event, published; only the header is read (FrameError if bad)."""
+    info = probe(body)
+    return MotionResult(
+        motion=False,
+        publish=True,
+        score=0.0,
+        boxes=(),
+        event_id=None,
+        event_opened=False,
+        event_closed=False,
+        analysed=False,
+        calibrating=False,
+        width=info.width,
+        height=info.height,
+        content_type=info.content_type,
+    )

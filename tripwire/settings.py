@@ -95,6 +95,11 @@ class GatewaySettings(CommonSettings):
         2, ge=1, le=64, description="threads running the motion function (OpenCV frees the GIL)"
     )
     retry_after_s: int = Field(2, ge=1, le=300, description="Retry-After on 503")
+    motion_gate: bool = Field(
+        True,
+        description="false publishes every frame (the always-on CCTV baseline of the "
+        "energy benchmark)",
+    )
 
 
 class MotionSettings(CommonSettings):

@@ -97,7 +97,12 @@ async def _start_gateway(
         from tripwire.embedded_nats import free_port
 
         port = free_port()
-    env = {**env, "TRIPWIRE_HOST": settings.host, "TRIPWIRE_PORT": str(port)}
+    env = {
+        **env,
+        "TRIPWIRE_HOST": settings.host,
+        "TRIPWIRE_PORT": str(port),
+        "TRIPWIRE_MOTION_GATE": str(settings.motion_gate).lower(),
+    }
     await asyncio.to_thread(log_dir.mkdir, parents=True, exist_ok=True)
     with (log_dir / "gateway.log").open("ab") as out:
         process = await asyncio.create_subprocess_exec(

@@ -110,6 +110,18 @@ def changed_within(now: float, period_s: float, events: Iterable[ScaleEvent]) ->
     return sum(event.change for event in events if event.at > now - period_s)
 
 
+def _period_start(
+    now: float,
+    current: int,
+    period_s: float,
+    ups: Sequence[ScaleEvent],
+    downs: Sequence[ScaleEvent],
+) -> int:
+    """The replica count at the start of a policy's period: current minus what the HPA
+    added, plus what it removed, within the period."""
+    return current - changed_within(now, period_s, ups) + changed_within(now, period_s, downs)
+
+
 def scale_up_limit(
     now: float,
     current: int,
@@ -122,11 +134,7 @@ def scale_up_limit(
         return current
     proposals = []
     for policy in rules.policies:
-        start = (
-            current
-            - changed_within(now, policy.period_seconds, ups)
-            + changed_within(now, policy.period_seconds, downs)
-        )
+        start = _period_start(now, current, policy.period_seconds, ups, downs)
         if policy.type == "Pods":
             proposals.append(start + policy.value)
         else:  # rounded up, or a small count could never grow
@@ -146,11 +154,7 @@ def scale_down_limit(
         return current
     proposals = []
     for policy in rules.policies:
-        start = (
-            current
-            - changed_within(now, policy.period_seconds, ups)
-            + changed_within(now, policy.period_seconds, downs)
-        )
+        start = _period_start(now, current, policy.period_seconds, ups, downs)
         if policy.type == "Pods":
             proposals.append(start - policy.value)
         else:  # truncated, as the int32 conversion in the controller does
