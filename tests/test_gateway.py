@@ -232,3 +232,26 @@ def test_broker_down_is_503_with_retry_after(tmp_path: Path) -> None:
             assert "broker" in r.json()["detail"]
     finally:
         nats.stop()
+
+
+def test_motion_gate_off_publishes_every_frame(server: EmbeddedNats) -> None:
+    """``motion_gate`` false (mode (a) of ``tripwire bench energy``): a still scene is
+    published frame by frame, with no motion claimed and no event."""
+    settings = _settings().model_copy(update={"motion_gate": False})
+    asyncio.run(_drain(server.url, "cam-c", 0.2))
+    frames = static_frames(5)
+    with (
+        running_gateway(settings, _cameras(["cam-c"]), server.url) as url,  # type: ignore[arg-type]
+        httpx.Client(base_url=url, timeout=10) as client,
+    ):
+        answers = [_post(client, "cam-c", f, **{"X-Seq": str(i)}) for i, f in enumerate(frames)]
+        # only the header is read, but a frame without one is still refused
+        assert _post(client, "cam-c", b"\xff\xd8\xff\x00junk").status_code == 422
+    assert all(r.status_code == 202 for r in answers), [r.text for r in answers]
+    assert all(r.json()["published"] and not r.json()["motion"] for r in answers)
+    got = asyncio.run(_drain(server.url, "cam-c"))
+    assert sorted(FrameMeta.from_headers(h).seq for _, h in got) == list(range(5))
+    for body, headers in got:
+        meta = FrameMeta.from_headers(headers)
+        assert body == frames[meta.seq]
+        assert (meta.width, meta.height, meta.event_id) == (1280, 720, None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import signal
 import sys
@@ -208,6 +209,29 @@ def _cmd_cluster_watch(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def _cmd_bench_energy(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from loadtest.energy import EnergyOptions, run_bench
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    options = EnergyOptions(
+        cameras=args.cameras,
+        fps=args.fps,
+        duration_s=args.duration,
+        duty_cycle=args.duty_cycle,
+        video=args.video,
+        out=args.out,
+        modes=args.modes,
+        idle_s=args.idle,
+        interval_s=args.interval,
+        weights=args.weights,
+    )
+    result = asyncio.run(run_bench(options))
+    print(json.dumps(result))
+    return 0
+
+
 def _logging(level: str) -> None:
     logging.basicConfig(
         level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -309,6 +333,29 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--interval", type=float, default=5.0, help="depth poll seconds")
     watch.add_argument("--out", type=Path, default=Path("cluster-timeline.jsonl"))
     watch.set_defaults(func=_cmd_cluster_watch)
+
+    p = add("bench", None, "benchmarks on this machine")
+    bench = p.add_subparsers(dest="bench_command", required=True, metavar="ACTION")
+    energy = bench.add_parser(
+        "energy",
+        help="energy and memory: every frame always-on (a), gated always-on (b), "
+        "gated scale-to-zero (c)",
+        description="Run the same camera workload in modes a, b, c on a local stack; "
+        "write report.md, PNG plots and the raw JSONL samples.",
+    )
+    energy.add_argument("--cameras", type=int, default=2)
+    energy.add_argument("--fps", type=float, default=10.0)
+    energy.add_argument("--duration", type=float, default=60.0, help="cameras on, seconds")
+    energy.add_argument(
+        "--duty-cycle", type=float, default=0.2, help="share of time someone is in the scene"
+    )
+    energy.add_argument("--video", type=Path, help="loop this clip instead of a generated scene")
+    energy.add_argument("--out", type=Path, default=Path("bench-energy"))
+    energy.add_argument("--modes", nargs="+", choices=["a", "b", "c"], default=["a", "b", "c"])
+    energy.add_argument("--idle", type=float, default=20.0, help="idle tail after the cameras, s")
+    energy.add_argument("--interval", type=float, default=1.0, help="sampling interval, s")
+    energy.add_argument("--weights", help="detector weights (default: yolo11n.pt if obtainable)")
+    energy.set_defaults(func=_cmd_bench_energy)
 
     p = add("init", _cmd_init, "write a starter camera config under TRIPWIRE_HOME (dev setup)")
     p.add_argument("--cameras", type=int, default=1, help="how many cameras (cam-1, cam-2, …)")
