@@ -6,13 +6,9 @@ Every test declares its own exchanges and queues (named with ``unique``) and del
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
 import os
 import socket
 import time
-import urllib.error
-import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 from urllib.parse import quote
@@ -21,31 +17,14 @@ import pika
 import pytest
 from pydantic import ValidationError
 
+from tests.rabbitmq_admin import admin as _admin
 from tripwire.brokers.protocol import Broker, Message
 from tripwire.brokers.rabbitmq import RabbitBroker, RabbitSettings
 from tripwire.brokers.rabbitmq_confirms import topic_matches
 from tripwire.contract import FrameMeta, Header, motion_subject
 from tripwire.errors import BrokerError, BrokerUnavailable
 
-MANAGEMENT = "http://127.0.0.1:15672"
 SUBJECT = motion_subject("cam-1")
-
-
-def _admin(method: str, path: str) -> Any:
-    """Call the management API as guest; None for 404."""
-    request = urllib.request.Request(
-        f"{MANAGEMENT}/api/{path}",
-        method=method,
-        headers={"Authorization": "Basic " + base64.b64encode(b"guest:guest").decode()},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            body = response.read()
-    except urllib.error.HTTPError as exc:
-        if exc.code == 404:
-            return None
-        raise
-    return json.loads(body) if body else None
 
 
 def _headers(seq: int = 1) -> dict[str, str]:

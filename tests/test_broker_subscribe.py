@@ -7,21 +7,17 @@ test first publishes pings until every listener has heard one, then the message 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import json
 import os
 import time
-import urllib.error
-import urllib.request
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote
 
 import pytest
 
+from tests.rabbitmq_admin import admin as _admin
 from tripwire import contract
 from tripwire.brokers.jetstream import JetStreamBroker, MiB, NatsSettings
 from tripwire.brokers.protocol import Broker, Message
@@ -31,7 +27,6 @@ from tripwire.embedded_nats import EmbeddedNats
 from tripwire.errors import BrokerError, BrokerUnavailable
 
 PING = "Test-Ping"  # header of the readiness pings, which listeners set aside
-MANAGEMENT = "http://127.0.0.1:15672"
 WAKE_HEADERS = {Header.ID: "wake-0001", Header.CAMERA: "cam-1", "X-Note": "a b;c=d"}
 
 
@@ -61,23 +56,6 @@ def rabbit_settings(unique: str) -> RabbitSettings:
         dead_letter_exchange=f"test-{unique}.dlx",
         dead_letter_queue=f"test-{unique}.dead",
     )
-
-
-def _admin(method: str, path: str) -> Any:
-    """Call the RabbitMQ management API as guest; None for 404."""
-    request = urllib.request.Request(
-        f"{MANAGEMENT}/api/{path}",
-        method=method,
-        headers={"Authorization": "Basic " + base64.b64encode(b"guest:guest").decode()},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            body = response.read()
-    except urllib.error.HTTPError as exc:
-        if exc.code == 404:
-            return None
-        raise
-    return json.loads(body) if body else None
 
 
 @dataclass
