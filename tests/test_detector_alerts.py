@@ -358,8 +358,10 @@ async def test_intrusion_alert_goes_to_the_broker_and_the_webhook(
 
     assert received == [alert]  # the same document on both routes
     assert (alert["kind"], alert["class"], alert["camera"]) == ("intrusion", "person", camera)
-    assert alert["xyxy"] == [51.0, 397.4, 243.6, 904.8]  # the one standing in the door zone
-    assert alert["confidence"] == pytest.approx(0.913, abs=2e-3)
+    # The one standing in the door zone; within a pixel, since the resize and the INT8
+    # kernels differ a little between OpenCV and LiteRT builds.
+    assert alert["xyxy"] == pytest.approx([51.0, 397.4, 243.6, 904.8], abs=1.0)
+    assert alert["confidence"] == pytest.approx(0.913, abs=0.01)
     assert alert["archive"] == {"frame": sent.frame_key, "detections": sent.detections_key}
     assert (webhook.delivered, webhook.failed) == (1, 0)
 

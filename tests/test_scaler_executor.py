@@ -131,6 +131,9 @@ async def test_replicas_follow_a_burst_from_zero_to_n_and_back(tmp_path: Path) -
         frames = 24
         body = _jpeg()
         start = time.monotonic()
+        # The idle state is the timeline's first point: the scaler may wake while the
+        # frames are still being published, before the loop below first looks.
+        timeline.append((0.0, 0))
         for seq in range(frames):
             meta = FrameMeta(
                 camera="cam-1",
