@@ -112,8 +112,12 @@ class Edge:
         async with state.lock:
             frame_seq = seq if seq is not None else next(state.seq)
             started = time.perf_counter()
-            if self.motion_gate:
-                result = await self._run(lambda: state.detector.process(body, capture))
+            detector = state.detector
+            if self.motion_gate and detector.analysis_due(capture):
+                result = await self._run(lambda: detector.process(body, capture))
+            elif self.motion_gate:
+                # Paced out by analysis_fps: a header read, cheaper than a thread hand-off.
+                result = detector.process(body, capture)
             else:
                 result = _ungated(body)
             self.metrics.motion_seconds.observe(time.perf_counter() - started)

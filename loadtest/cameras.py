@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import statistics
 import subprocess
 import sys
@@ -31,6 +32,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
+import yaml
 
 from loadtest.camera_sim import video_source
 from loadtest.clips import WAREHOUSE, find_video
@@ -52,13 +54,20 @@ class Totals:
     done: int = 0
 
 
-def frames_for(camera: int, video: Path | None, count: int = 60) -> list[bytes]:
-    """A short loop of 720p JPEGs per camera, rendered before the clock starts."""
+# The generated scene loops 8 s in real time (someone walks in from 5 s on, so about 3/8 of
+# the frames show motion); SCENES different noise seeds are shared among the cameras.
+LOOP_S = 8.0
+SCENES = 4
+
+
+def frames_for(scene: int, video: Path | None, fps: float) -> list[bytes]:
+    """A loop of 720p JPEGs played at the camera's own rate, rendered before the clock starts."""
+    count = max(1, round(LOOP_S * fps))
     if video is not None:
         source, _ = video_source(video, max_frames=count)
         return [source(i) for i in range(count)]
-    scene = demo_scene(seed=camera, fps=10.0, period_s=6.0)
-    return [scene.jpeg(i) for i in range(count)]
+    generated = demo_scene(seed=scene, fps=fps, period_s=2 * LOOP_S)
+    return [generated.jpeg(i) for i in range(count)]
 
 
 async def _camera(
@@ -70,8 +79,12 @@ async def _camera(
     fps: float,
     duration_s: float,
     totals: Totals,
+    phase_s: float,
 ) -> None:
     reader, writer = await asyncio.open_connection(host, port)
+    # Real cameras are not in lockstep: each one starts at its own phase, so frames and
+    # the gateway's analysis slots spread over time instead of arriving as one burst.
+    await asyncio.sleep(phase_s)
     head = (
         f"POST /v1/cameras/{camera}/frames HTTP/1.1\r\nHost: {host}\r\n"
         f"Authorization: Bearer {token}\r\nContent-Type: image/jpeg\r\n"
@@ -152,8 +165,10 @@ async def run_load(
     ids = sorted(tokens, key=lambda c: int(c.split("-")[-1]) if c[-1].isdigit() else 0)
     if len(ids) < cameras:
         raise SystemExit(f"only {len(ids)} camera tokens for {cameras} cameras")
-    frames = [await asyncio.to_thread(frames_for, i, video) for i in range(cameras)]
+    loops = [await asyncio.to_thread(frames_for, i, video, fps) for i in range(SCENES)]
+    frames = [loops[i % SCENES] for i in range(cameras)]
     totals = Totals()
+    phases = random.Random(0)
     tasks = [
         _camera(
             parts.hostname or "127.0.0.1",
@@ -164,6 +179,7 @@ async def run_load(
             fps,
             duration_s,
             totals,
+            phases.uniform(0.0, 1.0),
         )
         for i in range(cameras)
     ]
@@ -177,9 +193,12 @@ async def run_load(
         "fps_per_camera": fps,
         "seconds": round(elapsed, 1),
         "offered_fps": round(cameras * fps, 1),
-        "accepted_fps": round(totals.accepted / elapsed, 1),
+        # Over the schedule's length: each camera sends for duration_s from its own start;
+        # connection set-up and the last answer in flight are not sending time.
+        "accepted_fps": round(totals.accepted / duration_s, 1),
         "sent": totals.sent,
         "skipped": totals.skipped,
+        "skipped_fraction": round(totals.skipped / max(1, totals.sent + totals.skipped), 4),
         "errors": errors,
         "latency_ms": {
             "p50": round(1000 * _percentile(lat, 0.50), 1),
@@ -192,15 +211,23 @@ async def run_load(
 
 
 def _ok(result: dict[str, object]) -> bool:
-    """p99 under the limit, no errors, and the gateway kept pace (>= 99 % of offered fps)."""
+    """p99 under the limit, no errors, and the gateway kept pace: a camera had to drop
+    (skip) at most 1 % of its frames because the previous answer came more than a frame
+    period late."""
     lat = result["latency_ms"]
     assert isinstance(lat, dict)
-    kept_pace = float(str(result["accepted_fps"])) >= 0.99 * float(str(result["offered_fps"]))
+    kept_pace = float(str(result["skipped_fraction"])) <= 0.01
     return not result["errors"] and lat["p99"] < 1000 * P99_LIMIT_S and kept_pace
 
 
-def _start_gateway(home: Path, cameras: int) -> tuple[subprocess.Popen[bytes], str]:
-    write_starter_config(home, cameras, force=True)
+def _start_gateway(
+    home: Path, cameras: int, analysis_fps: float | None
+) -> tuple[subprocess.Popen[bytes], str]:
+    config, _ = write_starter_config(home, cameras, force=True)
+    if analysis_fps is not None:
+        doc = yaml.safe_load(config.read_text())
+        doc["defaults"] = {"motion": {"analysis_fps": analysis_fps}}
+        config.write_text(yaml.safe_dump(doc, sort_keys=False))
     port = free_port()
     env = {
         **os.environ,
@@ -249,6 +276,12 @@ def main() -> None:
     parser.add_argument("--warehouse", action="store_true", help="use the shared warehouse clip")
     parser.add_argument("--url", help="a running gateway (default: start one here)")
     parser.add_argument("--tokens", type=Path, help="camera-tokens.env for --url")
+    parser.add_argument(
+        "--analysis-fps",
+        type=float,
+        help="motion analyses per camera per second in the gateway it starts "
+        "(default: the camera config's default, 10)",
+    )
     args = parser.parse_args()
     video = find_video(WAREHOUSE) if args.warehouse else args.video
     counts = args.sweep or [args.cameras]
@@ -265,7 +298,7 @@ def main() -> None:
                     if "=" in line
                 )
             else:  # a fresh gateway per step: motion state and queues start clean
-                process, url = _start_gateway(Path(tmp) / f"n{n}", n)
+                process, url = _start_gateway(Path(tmp) / f"n{n}", n, args.analysis_fps)
                 tokens = read_tokens(Path(tmp) / f"n{n}")
             try:
                 result = asyncio.run(run_load(url, tokens, n, args.fps, args.duration, video))

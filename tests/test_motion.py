@@ -8,6 +8,7 @@ one-frame flash). Scenes are deterministic: same frames, same decisions, every r
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pytest
@@ -234,6 +235,50 @@ def test_publish_rate_and_analysis_rate_on_a_30_fps_camera() -> None:
 def test_analysis_fps_zero_analyses_every_frame() -> None:
     r = run(Scene(seed=10, fps=30.0), 20, camera(analysis_fps=0))
     assert all(res.analysed for res in r.results)
+
+
+# A camera that sends 5 frames/s, and a 30 fps camera analysed at 5/s (analysis_fps 5, as
+# for a dense edge node): frames 0.2 s apart, where a mover overlaps itself much less.
+LOW_RATE = [(5.0, 10.0), (30.0, 5.0)]
+
+
+@pytest.mark.parametrize("fps,analysis_fps", LOW_RATE, ids=["5fps-camera", "analysed-at-5"])
+@pytest.mark.parametrize(
+    "walker",
+    [
+        # 70x180 px at 145 px/s: a third of its width between two analysed frames.
+        Walker(x=-70, y=300, w=70, h=180, vx=145, start_s=2.0),
+        Walker(x=300, y=200, w=12, h=30, vx=20, start_s=2.0),
+    ],
+    ids=["person", "small-person"],
+)
+def test_mover_opens_at_a_low_analysis_rate(
+    fps: float, analysis_fps: float, walker: Walker
+) -> None:
+    scene = Scene(seed=2, fps=fps, walkers=[walker])
+    r = run(scene, round(6 * fps), camera(analysis_fps=analysis_fps))
+    assert len(r.opened) == 1
+    assert 2.0 <= scene.time_s(r.opened[0]) <= 4.5, "opens within a few analysed frames"
+
+
+@pytest.mark.parametrize("fps,analysis_fps", LOW_RATE, ids=["5fps-camera", "analysed-at-5"])
+@pytest.mark.parametrize(
+    "scene_of",
+    [
+        lambda fps: Scene(seed=1, noise=6.0, fps=fps),
+        lambda fps: Scene(seed=4, light=lights_on(3.0), fps=fps),
+        lambda fps: Scene(seed=4, lamps=[Lamp(x=300, y=150, w=500, h=400, at_s=3.0)], fps=fps),
+        lambda fps: Scene(seed=18, light=dusk(0.0, 10.0, 0.3), fps=fps),
+        lambda fps: Scene(seed=6, rain=1500, rain_width=1, rain_shade=230, fps=fps),
+    ],
+    ids=["noise", "lights-on", "lamp", "dusk", "rain"],
+)
+def test_nuisance_stays_shut_at_a_low_analysis_rate(
+    fps: float, analysis_fps: float, scene_of: Callable[[float], Scene]
+) -> None:
+    scene = scene_of(fps)
+    r = run(scene, round(10 * fps), camera(analysis_fps=analysis_fps))
+    assert r.opened == []
 
 
 def test_png_frames_give_the_same_decisions_as_jpeg() -> None:

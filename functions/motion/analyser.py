@@ -16,8 +16,9 @@ One analysed frame, in this order (each step says why it is there):
    to this change mask (after the blur, so masked pixels never bleed a halo into it).
    A changed share above ``lighting_change`` is a lighting change too (IR switch).
 6. Persistence: a pixel counts only when it also changed, or had a change next to it, in
-   each of the two previous analysed frames. A mover overlaps itself from frame to frame;
-   rain and one-frame flashes land somewhere new every time and drop out.
+   each of the two previous analysed frames (one, when frames are analysed more than
+   0.15 s apart). A mover overlaps itself from frame to frame; rain and one-frame flashes
+   land somewhere new every time and drop out.
 7. Dilation joins a mover's parts into blobs (external contours). A blob is motion when it
    holds ``min_area`` persistent pixels *and* something in it changed since the previous
    analysed frame: a clock digit, a lamp turned on in one corner or a parked car changed
@@ -44,8 +45,14 @@ from tripwire.contract import Box
 
 Float = npt.NDArray[np.float32]
 
-# Previous analysed frames a pixel's change must persist through (step 6).
+# Previous analysed frames a pixel's change must persist through (step 6), at most.
 _PERSIST = 2
+# ... and the time that persistence spans. Analysed farther apart than _PERSIST_GAP_S (a
+# 5 fps camera, or analysis_fps 5), one previous frame covers it: a mover overlaps itself
+# less the farther apart two frames are, and with two it had to overlap itself over four
+# frames (the de-rain minimum takes one), so a person walking across a 5 fps camera was
+# never seen. Rain still has to land on the same spot in three frames (two for the minimum).
+_PERSIST_GAP_S = 0.15
 # Calibration learns the per-pixel median of the last frames (at most this many): unlike a
 # running average it keeps no trace of rain, or of someone walking past meanwhile.
 _CALIBRATION_KEEP = 9
@@ -133,7 +140,8 @@ class Analyser:
         self._calibrate_left = self._cfg.calibration_frames
         self._learnt = 0
 
-    def analyse(self, gray: Gray) -> Analysis:
+    def analyse(self, gray: Gray, interval_s: float = 0.0) -> Analysis:
+        """Analyse one frame, ``interval_s`` after the previous analysed one (0: unknown)."""
         cfg = self._cfg
         raw, frame = self._raw, self._frame
         if cfg.blur > 1:
@@ -173,7 +181,8 @@ class Analyser:
 
         nears = self._nears
         cv2.bitwise_and(self._changed, nears[0], dst=self._moving)
-        for near in nears[1:_PERSIST]:
+        persist = 1 if interval_s > _PERSIST_GAP_S else _PERSIST
+        for near in nears[1:persist]:
             cv2.bitwise_and(self._moving, near, dst=self._moving)
         spare = nears.pop()
         cv2.dilate(self._changed, self._near_kernel, dst=spare)

@@ -73,6 +73,12 @@ class MotionDetector:
         self._quiet = 0  # consecutive quiet frames while an event is open
         self._event_id: str | None = None
         self._candidate: tuple[Box, ...] = ()
+        self._analysed_ns: int | None = None  # capture time of the last analysed frame
+
+    def analysis_due(self, capture_ns: int) -> bool:
+        """Whether :meth:`process` would analyse a frame captured now (else it only reads
+        the header: cheap enough to run without a hand-off to a worker thread)."""
+        return self._analysis.due(capture_ns)
 
     def process(self, data: bytes, capture_ns: int) -> MotionResult:
         """Analyse (or pace) one encoded frame; raise FrameError when it is not usable."""
@@ -117,7 +123,11 @@ class MotionDetector:
         analyser = self._analyser
         assert analyser is not None  # set by _geometry before every analysis
         self._analysis.take(capture_ns)
-        analysis = analyser.analyse(gray)
+        last = self._analysed_ns
+        # A capture clock that went back (camera restart) gives no interval: 0 = unknown.
+        interval_s = (capture_ns - last) / 1e9 if last is not None and capture_ns > last else 0.0
+        self._analysed_ns = capture_ns
+        analysis = analyser.analyse(gray, interval_s)
         self._last = analysis
         opened = closed = False
         closed_id = None
