@@ -237,6 +237,27 @@ def test_analysis_fps_zero_analyses_every_frame() -> None:
     assert all(res.analysed for res in r.results)
 
 
+@pytest.mark.parametrize(
+    "walker",
+    [
+        # 60x170 px at 400 px/s: two thirds of its width between analysed frames.
+        Walker(x=-60, y=300, w=60, h=170, vx=400, start_s=2.0),
+        # Farther away: 30x80 px at 200 px/s.
+        Walker(x=-30, y=300, w=30, h=80, vx=200, start_s=2.0),
+        # A car, 200x90 px at 1000 px/s.
+        Walker(x=-200, y=400, w=200, h=90, vx=1000, start_s=2.0),
+    ],
+    ids=["runner", "distant-runner", "car"],
+)
+def test_fast_mover_opens(walker: Walker) -> None:
+    # Too fast to overlap itself over three analysed frames: caught as a solid region.
+    scene = Scene(seed=2, walkers=[walker])
+    r = run(scene, 40)
+    assert len(r.opened) == 1 and 2.0 <= scene.time_s(r.opened[0]) <= 2.6
+    opened = r.results[r.opened[0]]
+    assert any(overlaps(b, scene.boxes(r.opened[0])[0]) for b in opened.boxes)
+
+
 # A camera that sends 5 frames/s, and a 30 fps camera analysed at 5/s (analysis_fps 5, as
 # for a dense edge node): frames 0.2 s apart, where a mover overlaps itself much less.
 LOW_RATE = [(5.0, 10.0), (30.0, 5.0)]

@@ -16,9 +16,15 @@ One analysed frame, in this order (each step says why it is there):
    to this change mask (after the blur, so masked pixels never bleed a halo into it).
    A changed share above ``lighting_change`` is a lighting change too (IR switch).
 6. Persistence: a pixel counts only when it also changed, or had a change next to it, in
-   each of the two previous analysed frames (one, when frames are analysed more than
-   0.15 s apart). A mover overlaps itself from frame to frame; rain and one-frame flashes
-   land somewhere new every time and drop out.
+   each of the two previous analysed frames. A mover overlaps itself from frame to frame;
+   rain and one-frame flashes land somewhere new every time and drop out. But a mover that
+   travels more than about a third of its width between analysed frames (a runner or a
+   car at 10 analyses/s, a walker on a 5 fps camera) never overlaps itself across the
+   three frames, and the de-rain minimum already ate its leading part. So a solid region
+   also counts: where the frame *before* the minimum differs from the background in a
+   block at least as wide as the join kernel (28x28 px at 720p). Rain streaks, noise
+   and clock digits are thinner than that and an opening removes them; a single flash
+   cannot pass the debounce, and a lamp fails the changed-since-last check below.
 7. Dilation joins a mover's parts into blobs (external contours). A blob is motion when it
    holds ``min_area`` persistent pixels *and* something in it changed since the previous
    analysed frame: a clock digit, a lamp turned on in one corner or a parked car changed
@@ -45,14 +51,8 @@ from tripwire.contract import Box
 
 Float = npt.NDArray[np.float32]
 
-# Previous analysed frames a pixel's change must persist through (step 6), at most.
+# Previous analysed frames a pixel's change must persist through (step 6).
 _PERSIST = 2
-# ... and the time that persistence spans. Analysed farther apart than _PERSIST_GAP_S (a
-# 5 fps camera, or analysis_fps 5), one previous frame covers it: a mover overlaps itself
-# less the farther apart two frames are, and with two it had to overlap itself over four
-# frames (the de-rain minimum takes one), so a person walking across a 5 fps camera was
-# never seen. Rain still has to land on the same spot in three frames (two for the minimum).
-_PERSIST_GAP_S = 0.15
 # Calibration learns the per-pixel median of the last frames (at most this many): unlike a
 # running average it keeps no trace of rain, or of someone walking past meanwhile.
 _CALIBRATION_KEEP = 9
@@ -118,6 +118,8 @@ class Analyser:
         self._near_kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (3, 3))
         join = 2 * max(1, round(h / 60)) + 1  # 7x7 at 180 rows: joins a person's limbs
         self._join_kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (join, join))
+        self._solid_kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (join, join))
+        self._solid = buffer()
         self._ksize = (cfg.blur, cfg.blur)
         self._active_threshold = max(3, cfg.threshold // 3)
         self._area = max(1, regions.active_pixels)
@@ -140,8 +142,7 @@ class Analyser:
         self._calibrate_left = self._cfg.calibration_frames
         self._learnt = 0
 
-    def analyse(self, gray: Gray, interval_s: float = 0.0) -> Analysis:
-        """Analyse one frame, ``interval_s`` after the previous analysed one (0: unknown)."""
+    def analyse(self, gray: Gray) -> Analysis:
         cfg = self._cfg
         raw, frame = self._raw, self._frame
         if cfg.blur > 1:
@@ -181,9 +182,9 @@ class Analyser:
 
         nears = self._nears
         cv2.bitwise_and(self._changed, nears[0], dst=self._moving)
-        persist = 1 if interval_s > _PERSIST_GAP_S else _PERSIST
-        for near in nears[1:persist]:
+        for near in nears[1:_PERSIST]:
             cv2.bitwise_and(self._moving, near, dst=self._moving)
+        self._add_solid(raw, gain, mean_b - gain * mean_f)
         spare = nears.pop()
         cv2.dilate(self._changed, self._near_kernel, dst=spare)
         nears.insert(0, spare)
@@ -197,6 +198,19 @@ class Analyser:
         if not boxes:
             return QUIET
         return Analysis(State.MOTION, moving / self._area, boxes, self._zones())
+
+    def _add_solid(self, raw: Gray, gain: float, offset: float) -> None:
+        """Add to the moving mask the solid changed regions of ``raw``, the blurred frame
+        before the de-rain minimum (step 6: fast movers)."""
+        cfg, solid = self._cfg, self._solid
+        cv2.addWeighted(raw, gain, raw, 0.0, offset, dst=solid)
+        cv2.absdiff(solid, self._bg8, dst=solid)
+        cv2.threshold(solid, cfg.threshold, 255, cv2.THRESH_BINARY, dst=solid)
+        active = self._regions.active
+        if active is not None:
+            cv2.bitwise_and(solid, active, dst=solid)
+        cv2.morphologyEx(solid, cv2.MORPH_OPEN, self._solid_kernel, dst=solid)
+        cv2.bitwise_or(self._moving, solid, dst=self._moving)
 
     def _learn(self) -> None:
         history = self._history

@@ -73,7 +73,6 @@ class MotionDetector:
         self._quiet = 0  # consecutive quiet frames while an event is open
         self._event_id: str | None = None
         self._candidate: tuple[Box, ...] = ()
-        self._analysed_ns: int | None = None  # capture time of the last analysed frame
 
     def analysis_due(self, capture_ns: int) -> bool:
         """Whether :meth:`process` would analyse a frame captured now (else it only reads
@@ -123,11 +122,7 @@ class MotionDetector:
         analyser = self._analyser
         assert analyser is not None  # set by _geometry before every analysis
         self._analysis.take(capture_ns)
-        last = self._analysed_ns
-        # A capture clock that went back (camera restart) gives no interval: 0 = unknown.
-        interval_s = (capture_ns - last) / 1e9 if last is not None and capture_ns > last else 0.0
-        self._analysed_ns = capture_ns
-        analysis = analyser.analyse(gray, interval_s)
+        analysis = analyser.analyse(gray)
         self._last = analysis
         opened = closed = False
         closed_id = None
