@@ -341,7 +341,7 @@ async def test_hung_server_publish_times_out_and_retry_is_deduplicated(
         started = time.monotonic()
         with pytest.raises(PublishTimeout):
             await broker.publish(subject(broker), b"frame", frame_headers(1))
-        assert time.monotonic() - started < 0.5 + 2.0  # bounded by the timeout, not hung
+        assert time.monotonic() - started < 0.5 + 4.5  # bounded by the timeout, not hung
     finally:
         own_server.process.send_signal(signal.SIGCONT)
     # The timed-out publish may have been stored after all; retrying it must not duplicate.

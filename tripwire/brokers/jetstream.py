@@ -13,17 +13,17 @@ import contextlib
 import logging
 import random
 import re
-from collections.abc import AsyncIterator, Awaitable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, Literal
 
 import nats.errors
 import nats.js.errors
 from nats.aio.client import Client, Server
-from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tripwire import contract
+from tripwire.brokers.jetstream_message import JetStreamMessage, visible
 from tripwire.brokers.protocol import Message, TransientMessage
 from tripwire.contract import Header
 from tripwire.embedded_nats import MAX_PAYLOAD
@@ -124,52 +124,10 @@ class NatsSettings(BaseModel):
         return self
 
 
-def _visible(headers: Mapping[str, str] | None) -> dict[str, str]:
-    """Broker-internal headers (Nats-Msg-Id, ...) hidden: callers see what was published."""
-    return {k: v for k, v in (headers or {}).items() if not k.startswith("Nats-")}
-
-
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, nats.js.errors.APIError) and exc.description:
         return f"{exc.description} (code {exc.code}, err_code {exc.err_code})"
     return str(exc) or type(exc).__name__
-
-
-class JetStreamMessage:
-    """One delivered motion message; settles itself on the JetStream consumer."""
-
-    def __init__(self, broker: JetStreamBroker, msg: Msg) -> None:
-        self._broker, self._msg = broker, msg
-        self.subject: str = msg.subject
-        self.body: bytes = msg.data
-        self.headers: Mapping[str, str] = _visible(msg.headers)
-        self.deliveries: int = msg.metadata.num_delivered
-
-    async def ack(self) -> None:
-        await self._settle("ack", self._msg.ack())
-
-    async def nak(self, delay: float | None = None) -> None:
-        await self._settle("nak", self._msg.nak(delay=delay))
-
-    async def in_progress(self) -> None:
-        await self._settle("in_progress", self._msg.in_progress())
-
-    async def term(self, reason: str) -> None:
-        # Store the dead letter first (awaiting its PubAck), only then terminate: a crash in
-        # between means a redelivery and at worst a second dead letter (deduplicated by
-        # Tripwire-Id within the window), never a lost one.
-        headers = dict(self.headers)
-        headers[Header.DEAD_REASON] = " ".join(reason.split())[:256] or "unspecified"
-        headers[Header.DEAD_SUBJECT] = self.subject
-        dead_subject = f"{self._broker.settings.dead_prefix}.{self.subject}"
-        await self._broker.publish(dead_subject, self.body, headers)
-        await self._settle("term", self._msg.term())
-
-    async def _settle(self, what: str, op: Awaitable[None]) -> None:
-        try:
-            await op
-        except Exception as exc:
-            raise self._broker.wrap(exc, f"{what} {self.subject}") from exc
 
 
 class JetStreamBroker:
@@ -459,7 +417,7 @@ class JetStreamBroker:
         try:
             # nats-py ends this iterator when the client closes.
             async for msg in sub.messages:
-                yield TransientMessage(msg.subject, msg.data, _visible(msg.headers))
+                yield TransientMessage(msg.subject, msg.data, visible(msg.headers))
         finally:
             if not nc.is_closed:
                 with contextlib.suppress(nats.errors.Error):
