@@ -10,6 +10,7 @@ from contextlib import contextmanager
 import uvicorn
 
 from gateway.app import create_app
+from gateway.fastpath import IngestFastPath
 from tripwire.brokers import open_broker
 from tripwire.config import CamerasFile
 from tripwire.embedded_nats import free_port
@@ -18,13 +19,18 @@ from tripwire.settings import GatewaySettings
 
 @contextmanager
 def running_gateway(
-    settings: GatewaySettings, cameras: CamerasFile, broker_url: str
+    settings: GatewaySettings, cameras: CamerasFile, broker_url: str, *, fast_path: bool = True
 ) -> Iterator[str]:
-    """Yield the base URL of a gateway serving on a free port; stop it on exit."""
+    """Yield the base URL of a gateway serving on a free port; stop it on exit.
+
+    ``fast_path`` serves it as ``tripwire gateway`` does (the ingest route in front of
+    FastAPI); False serves the plain FastAPI app, whose route must answer the same.
+    """
     port = free_port()
     app = create_app(settings, cameras, open_broker(settings.broker, broker_url))
+    asgi = IngestFastPath(app) if fast_path else app
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+        uvicorn.Config(asgi, host="127.0.0.1", port=port, log_level="warning", access_log=False)
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

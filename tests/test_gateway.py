@@ -58,9 +58,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedNats]:
     nats.stop()
 
 
-@pytest.fixture(scope="module")
-def gateway(server: EmbeddedNats) -> Iterator[str]:
-    with running_gateway(_settings(), _cameras(CAMERAS), server.url) as url:  # type: ignore[arg-type]
+@pytest.fixture(scope="module", params=["fast-path", "fastapi-route"])
+def gateway(server: EmbeddedNats, request: pytest.FixtureRequest) -> Iterator[str]:
+    """The gateway as ``tripwire gateway`` serves it, then as the plain FastAPI app: the
+    ingest fast path and the documented route must give the same answers."""
+    fast = request.param == "fast-path"
+    cameras = _cameras(CAMERAS)
+    with running_gateway(_settings(), cameras, server.url, fast_path=fast) as url:  # type: ignore[arg-type]
         yield url
 
 
@@ -145,6 +149,16 @@ def test_error_table(
     )
     assert resp.status_code == status, resp.text
     assert words in resp.json()["detail"]
+
+
+def test_a_wrong_token_is_refused_after_the_right_one_was_accepted(client: httpx.Client) -> None:
+    """The gateway remembers a camera's verified token; that must not let others in."""
+    frame = jpeg(background())
+    assert _post(client, "cam-b", frame).status_code == 202
+    assert _post(client, "cam-b", frame, token=TOKEN[:-1]).status_code == 401
+    assert _post(client, "cam-b", frame, token=TOKEN + "x").status_code == 401
+    assert _post(client, "cam-c", frame, token="nope").status_code == 401
+    assert _post(client, "cam-b", frame).status_code == 202
 
 
 def test_size_checked_before_body_is_read(gateway: str) -> None:

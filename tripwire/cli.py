@@ -71,6 +71,7 @@ def _cmd_gateway(args: argparse.Namespace) -> int:
     import uvicorn
 
     from gateway.app import create_app
+    from gateway.fastpath import IngestFastPath
     from tripwire.brokers import open_broker
     from tripwire.config import load_config
     from tripwire.runtime import resolve_broker
@@ -88,7 +89,7 @@ def _cmd_gateway(args: argparse.Namespace) -> int:
     try:
         app = create_app(settings, cameras, open_broker(settings.broker, endpoint.url))
         uvicorn.run(
-            app,
+            IngestFastPath(app),
             host=settings.host,
             port=settings.port,
             access_log=False,

@@ -17,6 +17,8 @@ router = APIRouter(prefix="/v1/cameras", tags=["frames"])
 
 # Sequence and capture time travel as int64 in places (JetStream message ids, AMQP).
 _MAX_INT = 2**63 - 1
+# One encoder for every answer: json.dumps with arguments builds a new one per call.
+_JSON = json.JSONEncoder(separators=(",", ":"))
 _MAGIC = {"image/jpeg": b"\xff\xd8\xff", "image/png": b"\x89PNG\r\n\x1a\n"}
 
 
@@ -172,4 +174,4 @@ async def post_frame(request: Request, camera_id: str) -> Response:
         "seq": done.seq,
     }
     # Built by hand: FastAPI would validate and re-serialize a returned model per request.
-    return Response(json.dumps(answer, separators=(",", ":")), 202, media_type="application/json")
+    return Response(_JSON.encode(answer), 202, media_type="application/json")
