@@ -151,6 +151,17 @@ def test_error_table(
     assert words in resp.json()["detail"]
 
 
+def test_only_the_ingest_route_takes_the_fast_path(client: httpx.Client) -> None:
+    """Other methods and neighbouring paths are FastAPI's: 405 and 404, never a frame."""
+    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "image/jpeg"}
+    frame = jpeg(background())
+    assert client.get("/v1/cameras/cam-a/frames").status_code == 405
+    extra = client.post("/v1/cameras/cam-a/frames/x", content=frame, headers=headers)
+    assert extra.status_code == 404
+    nested = client.post("/v1/cameras/a/b/frames", content=frame, headers=headers)
+    assert nested.status_code == 404
+
+
 def test_a_wrong_token_is_refused_after_the_right_one_was_accepted(client: httpx.Client) -> None:
     """The gateway remembers a camera's verified token; that must not let others in."""
     frame = jpeg(background())
