@@ -94,8 +94,10 @@ async def _camera(
     period = 1.0 / fps
     start = time.monotonic()
     index = 0
+    frames_due = round(duration_s * fps)  # exactly fps frames in each second of the run
     try:
-        while (now := time.monotonic()) - start < duration_s:
+        while index < frames_due:
+            now = time.monotonic()
             due = start + index * period
             if now < due:
                 await asyncio.sleep(due - now)
