@@ -34,6 +34,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
+import psutil
 import yaml
 
 from loadtest.camera_sim import video_source
@@ -164,7 +165,10 @@ async def run_load(
     fps: float,
     duration_s: float,
     video: Path | None,
+    gateway_pid: int | None = None,
 ) -> dict[str, object]:
+    """Run the cameras; with ``gateway_pid`` (a gateway on this machine) also report the CPU
+    that it and this load generator used while the cameras were sending."""
     parts = urlsplit(url)
     ids = sorted(tokens, key=lambda c: int(c.split("-")[-1]) if c[-1].isdigit() else 0)
     if len(ids) < cameras:
@@ -188,9 +192,12 @@ async def run_load(
         )
         for i in range(cameras)
     ]
+    gateway = psutil.Process(gateway_pid) if gateway_pid is not None else None
+    cpu = _CpuMeter(gateway)
     started = time.monotonic()
     await asyncio.gather(*tasks, _progress(totals, cameras, duration_s))
     elapsed = time.monotonic() - started
+    cpu_used = cpu.read(elapsed, totals.sent)
     errors = {s: n for s, n in totals.statuses.items() if s != "202"}
     lat = totals.latencies
     return {
@@ -212,7 +219,42 @@ async def run_load(
             "mean": round(1000 * statistics.fmean(lat), 1) if lat else None,
         },
         "motion_fraction": round(totals.motion / totals.accepted, 3) if totals.accepted else None,
+        "cpu": cpu_used,
     }
+
+
+class _CpuMeter:
+    """CPU time (user + system) of the gateway process and of this one, from now on."""
+
+    def __init__(self, gateway: psutil.Process | None) -> None:
+        self._gateway = gateway
+        self._me = psutil.Process()
+        self._start = (self._seconds(gateway), self._seconds(self._me))
+
+    @staticmethod
+    def _seconds(process: psutil.Process | None) -> float | None:
+        if process is None:
+            return None
+        times = process.cpu_times()
+        return float(times.user + times.system)
+
+    def read(self, elapsed_s: float, frames: int) -> dict[str, float | None]:
+        """Cores used on average over ``elapsed_s``, and gateway CPU per frame sent."""
+        seconds = max(elapsed_s, 1e-9)
+        start_gateway, start_me = self._start
+        me = (self._seconds(self._me) or 0.0) - (start_me or 0.0)
+        used: dict[str, float | None] = {
+            "gateway_cores": None,
+            "gateway_ms_per_frame": None,
+            "loadgen_cores": round(me / seconds, 3),
+        }
+        gateway = self._seconds(self._gateway)
+        if gateway is not None and start_gateway is not None:
+            used["gateway_cores"] = round((gateway - start_gateway) / seconds, 3)
+            used["gateway_ms_per_frame"] = round(
+                1000 * (gateway - start_gateway) / max(frames, 1), 3
+            )
+        return used
 
 
 def _ok(result: dict[str, object]) -> bool:
@@ -269,6 +311,15 @@ def _print(result: dict[str, object]) -> None:
         f"skipped {result['skipped']}, motion {result['motion_fraction']}",
         flush=True,
     )
+    cpu = result["cpu"]
+    assert isinstance(cpu, dict)
+    if cpu["gateway_cores"] is not None:
+        print(
+            f"      CPU: gateway {cpu['gateway_cores']} cores "
+            f"({cpu['gateway_ms_per_frame']} ms per frame), load generator "
+            f"{cpu['loadgen_cores']} cores",
+            flush=True,
+        )
 
 
 def main() -> None:
@@ -306,7 +357,10 @@ def main() -> None:
                 process, url = _start_gateway(Path(tmp) / f"n{n}", n, args.analysis_fps)
                 tokens = read_tokens(Path(tmp) / f"n{n}")
             try:
-                result = asyncio.run(run_load(url, tokens, n, args.fps, args.duration, video))
+                pid = process.pid if process is not None else None
+                result = asyncio.run(
+                    run_load(url, tokens, n, args.fps, args.duration, video, gateway_pid=pid)
+                )
             finally:
                 if process is not None:
                     process.terminate()
