@@ -89,7 +89,7 @@ class Edge:
         """Return the camera's state; raise UnknownCamera or Unauthorized."""
         state = self._cameras.get(camera_id)
         if state is None:
-            raise UnknownCamera(f"camera {camera_id!r} is not configured")
+            raise UnknownCamera(f"camera {camera_id[:64]!r} is not configured")
         if token:
             given = token.encode()
             if state.token and hmac.compare_digest(given, state.token):
@@ -122,13 +122,13 @@ class Edge:
             frame_seq = seq if seq is not None else next(state.seq)
             started = time.perf_counter()
             detector = state.detector
-            if self.motion_gate and detector.analysis_due(capture):
+            if not self.motion_gate:
+                result = _ungated(body)
+            elif detector.analysis_due(capture):
                 result = await self._run(lambda: detector.process(body, capture))
-            elif self.motion_gate:
+            else:
                 # Paced out by analysis_fps: a header read, cheaper than a thread hand-off.
                 result = detector.process(body, capture)
-            else:
-                result = _ungated(body)
             self.metrics.motion_seconds.observe(time.perf_counter() - started)
         camera = state.config.id
         self.metrics.frames.labels(camera).inc()

@@ -192,12 +192,22 @@ async def run_load(
         )
         for i in range(cameras)
     ]
+    me = psutil.Process()
     gateway = psutil.Process(gateway_pid) if gateway_pid is not None else None
-    cpu = _CpuMeter(gateway)
+    me_start = _cpu_s(me)
+    gateway_start = _cpu_s(gateway) if gateway is not None else 0.0
     started = time.monotonic()
     await asyncio.gather(*tasks, _progress(totals, cameras, duration_s))
     elapsed = time.monotonic() - started
-    cpu_used = cpu.read(elapsed, totals.sent)
+    cpu: dict[str, float | None] = {
+        "gateway_cores": None,
+        "gateway_ms_per_frame": None,
+        "loadgen_cores": round((_cpu_s(me) - me_start) / elapsed, 3),
+    }
+    if gateway is not None:
+        spent = _cpu_s(gateway) - gateway_start
+        cpu["gateway_cores"] = round(spent / elapsed, 3)
+        cpu["gateway_ms_per_frame"] = round(1000 * spent / max(totals.sent, 1), 3)
     errors = {s: n for s, n in totals.statuses.items() if s != "202"}
     lat = totals.latencies
     return {
@@ -219,42 +229,14 @@ async def run_load(
             "mean": round(1000 * statistics.fmean(lat), 1) if lat else None,
         },
         "motion_fraction": round(totals.motion / totals.accepted, 3) if totals.accepted else None,
-        "cpu": cpu_used,
+        "cpu": cpu,
     }
 
 
-class _CpuMeter:
-    """CPU time (user + system) of the gateway process and of this one, from now on."""
-
-    def __init__(self, gateway: psutil.Process | None) -> None:
-        self._gateway = gateway
-        self._me = psutil.Process()
-        self._start = (self._seconds(gateway), self._seconds(self._me))
-
-    @staticmethod
-    def _seconds(process: psutil.Process | None) -> float | None:
-        if process is None:
-            return None
-        times = process.cpu_times()
-        return float(times.user + times.system)
-
-    def read(self, elapsed_s: float, frames: int) -> dict[str, float | None]:
-        """Cores used on average over ``elapsed_s``, and gateway CPU per frame sent."""
-        seconds = max(elapsed_s, 1e-9)
-        start_gateway, start_me = self._start
-        me = (self._seconds(self._me) or 0.0) - (start_me or 0.0)
-        used: dict[str, float | None] = {
-            "gateway_cores": None,
-            "gateway_ms_per_frame": None,
-            "loadgen_cores": round(me / seconds, 3),
-        }
-        gateway = self._seconds(self._gateway)
-        if gateway is not None and start_gateway is not None:
-            used["gateway_cores"] = round((gateway - start_gateway) / seconds, 3)
-            used["gateway_ms_per_frame"] = round(
-                1000 * (gateway - start_gateway) / max(frames, 1), 3
-            )
-        return used
+def _cpu_s(process: psutil.Process) -> float:
+    """CPU time (user + system) a process has used so far."""
+    times = process.cpu_times()
+    return float(times.user + times.system)
 
 
 def _ok(result: dict[str, object]) -> bool:

@@ -97,14 +97,16 @@ def _int_header(request: Request, name: str, metrics: GatewayMetrics) -> int | N
     if raw is None:
         return None
     value = raw.strip()
-    if not value.isdigit() or not value.isascii() or len(value) > 19 or int(value) > _MAX_INT:
+    # ASCII digits only (int() would take other scripts' digits), at most 19 of them.
+    number = int(value) if value.isascii() and value.isdigit() and len(value) <= 19 else -1
+    if not 0 <= number <= _MAX_INT:
         raise _reject(
             metrics,
             422,
             "invalid_request",
             f"header {name}: must be a whole number from 0 to {_MAX_INT}, not {raw[:32]!r}",
         )
-    return int(value)
+    return number
 
 
 @router.post(
