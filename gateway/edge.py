@@ -12,12 +12,13 @@ import hmac
 import itertools
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TypeVar
 
 from functions.motion import MotionDetector, MotionResult
+from functions.motion.event_reporter import EventReporter, Outgoing
 from functions.motion.probe import probe
 from gateway.metrics import GatewayMetrics
 from tripwire import timeline
@@ -81,9 +82,33 @@ class Edge:
         self._cameras = {c.id: CameraState(c, MotionDetector(c)) for c in cameras.cameras}
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="motion")
         self._wakes: set[asyncio.Task[None]] = set()
+        self.reporter = EventReporter()
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+    async def report_status(self) -> None:
+        """Publish each active camera's status (called every few seconds)."""
+        for message in self.reporter.statuses():
+            await self._announce(message, attempts=1)
+
+    def _background(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._wakes.add(task)
+        task.add_done_callback(self._wakes.discard)
+
+    async def _announce(self, message: Outgoing, attempts: int = 3) -> None:
+        """Publish an event message durably, retrying a little; a lost one is recovered by
+        the events function (the results create the event, a missing close times out)."""
+        subject, body, headers = message
+        for attempt in range(attempts):
+            try:
+                await self.broker.publish(subject, body, headers)
+                return
+            except BrokerError:
+                if attempt + 1 < attempts:
+                    await asyncio.sleep(0.5 * 2**attempt)
+        self.metrics.rejects.labels("event_message_failed").inc()
 
     def authenticate(self, camera_id: str, token: str | None) -> CameraState:
         """Return the camera's state; raise UnknownCamera or Unauthorized."""
@@ -134,6 +159,8 @@ class Edge:
         self.metrics.frames.labels(camera).inc()
         if result.event_opened:
             self.metrics.events.labels(camera).inc()
+        for message in self.reporter.frame(camera, result, capture):
+            self._background(self._announce(message))
         if not result.publish:
             return Ingested(frame_seq, result, False)
         meta = FrameMeta(
@@ -155,13 +182,12 @@ class Edge:
             raise BrokerDown(f"camera {camera}: frame {frame_seq}: {exc}") from exc
         self.metrics.publish_seconds.observe(time.perf_counter() - started)
         self.metrics.motion_frames.labels(camera).inc()
+        self.reporter.published(camera)
         if result.event_opened:
             timeline.record(
                 "motion_published", camera=camera, seq=frame_seq, event_id=result.event_id
             )
-            task = asyncio.create_task(self._wake(camera, result.event_id or ""))
-            self._wakes.add(task)
-            task.add_done_callback(self._wakes.discard)
+            self._background(self._wake(camera, result.event_id or ""))
         return Ingested(frame_seq, result, True)
 
     async def _wake(self, camera: str, event_id: str) -> None:

@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.events_db import DIALECTS, empty_tables, fresh_database
 from tests.s3_server import SeaweedS3
 from tripwire.embedded_nats import EmbeddedNats
+from tripwire.eventstore import Store
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -60,3 +62,37 @@ def seaweed_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
     """A throwaway SeaweedFS S3 server (standing in for MinIO) on free loopback ports."""
     with SeaweedS3.start(tmp_path_factory.mktemp("seaweed")) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def postgres_events_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One PostgreSQL database for the session, migrated (CREATE DATABASE takes seconds)."""
+    with fresh_database("postgresql", tmp_path_factory.mktemp("pg")) as url:
+        made = Store(url)
+        made.migrate()
+        made.close()
+        yield url
+
+
+@pytest.fixture(params=DIALECTS)
+def events_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A migrated, empty events database: a new SQLite file, or the session's PostgreSQL
+    database emptied."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'events.db'}"
+        made = Store(url)
+        made.migrate()
+        made.close()
+        yield url
+        return
+    url = request.getfixturevalue("postgres_events_db")
+    empty_tables(url)
+    yield url
+
+
+@pytest.fixture
+def store(events_db_url: str) -> Iterator[Store]:
+    """A migrated, empty events store on each database."""
+    made = Store(events_db_url)
+    yield made
+    made.close()

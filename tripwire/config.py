@@ -110,6 +110,14 @@ class MotionConfig(Strict):
         return value
 
 
+def _token_hash(value: str, how: str) -> str:
+    digest = value.removeprefix(TOKEN_PREFIX)
+    if not value.startswith(TOKEN_PREFIX) or len(digest) != 64:
+        raise ValueError(f"must be 'sha256:' and 64 hex digits ({how})")
+    int(digest, 16)
+    return value
+
+
 class CameraConfig(Strict):
     id: str = Field(description="camera id: 1-63 of a-z 0-9 - _")
     token_hash: str = Field(description="sha256:<hex> of the camera's bearer token")
@@ -128,11 +136,19 @@ class CameraConfig(Strict):
     @field_validator("token_hash")
     @classmethod
     def _hash(cls, value: str) -> str:
-        digest = value.removeprefix(TOKEN_PREFIX)
-        if not value.startswith(TOKEN_PREFIX) or len(digest) != 64:
-            raise ValueError("must be 'sha256:' and 64 hex digits (tripwire token new CAMERA)")
-        int(digest, 16)
-        return value
+        return _token_hash(value, "tripwire token new CAMERA")
+
+
+class OperatorConfig(Strict):
+    """A console user: the events API's bearer token, stored only as a hash."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$", description="operator name")
+    token_hash: str = Field(description="sha256:<hex> (tripwire token new --operator NAME)")
+
+    @field_validator("token_hash")
+    @classmethod
+    def _hash(cls, value: str) -> str:
+        return _token_hash(value, "tripwire token new --operator NAME")
 
 
 class Defaults(Strict):
@@ -142,7 +158,10 @@ class Defaults(Strict):
 class CamerasFile(Strict):
     defaults: Defaults = Field(default_factory=Defaults)
     cameras: list[CameraConfig] = Field(default_factory=list)
-    alerts: list[AlertRule] = Field(default_factory=list, description="detector alert rules")
+    alerts: list[AlertRule] = Field(default_factory=list, description="alert rules")
+    operators: list[OperatorConfig] = Field(
+        default_factory=list, description="console users (separate from camera tokens)"
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -168,6 +187,9 @@ class CamerasFile(Strict):
             if cam.id in seen:
                 raise ValueError(f"camera id {cam.id!r} appears twice")
             seen.add(cam.id)
+        names = [o.name for o in self.operators]
+        if len(set(names)) != len(names):
+            raise ValueError("an operator name appears twice")
         for i, rule in enumerate(self.alerts):
             for camera in rule.cameras or seen:
                 target = self.camera(camera)

@@ -35,3 +35,11 @@ class ArchiveError(TripwireError):
 
 class ArchiveUnavailable(ArchiveError):
     """The archive cannot be reached now (retries used up); the caller may retry later."""
+
+
+class StoreError(TripwireError):
+    """An events database operation failed for good (schema, constraint, bad query)."""
+
+
+class StoreUnavailable(StoreError):
+    """The events database cannot be reached now; the caller holds its work and retries."""

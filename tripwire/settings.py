@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from tripwire.archive.settings import ArchiveSettings
 from tripwire.brokers.jetstream import NatsSettings
 from tripwire.brokers.rabbitmq import RabbitSettings
+from tripwire.eventstore.settings import StoreSettings
 
 Profile = Literal["dev", "prod"]
 
@@ -95,6 +96,9 @@ class GatewaySettings(CommonSettings):
         2, ge=1, le=64, description="threads running the motion function (OpenCV frees the GIL)"
     )
     retry_after_s: int = Field(2, ge=1, le=300, description="Retry-After on 503")
+    status_interval_s: float = Field(
+        5.0, gt=0, le=3600, description="each camera's status to the events function, seconds"
+    )
     motion_gate: bool = Field(
         True,
         description="false publishes every frame (the always-on CCTV baseline of the "
@@ -147,13 +151,85 @@ class DetectorSettings(CommonSettings):
         description="frames to archive: every motion frame, those with detections, every Nth",
     )
     keep_every_n: int = Field(10, ge=1, le=100_000, description="N for keep=every_nth")
-    webhook_url: AnyHttpUrl | None = Field(None, description="POST each alert as JSON here")
-    webhook_timeout_s: float = Field(5.0, gt=0, le=120, description="per webhook attempt")
-    webhook_attempts: int = Field(4, ge=1, le=20, description="tries per alert, backoff between")
     archive: ArchiveSettings = Field(default_factory=ArchiveSettings)
 
     @model_validator(mode="after")
     def _archive_secret(self) -> DetectorSettings:
         if self.profile != "dev" and self.archive.placeholder_secret(PLACEHOLDER_PASSWORDS):
             raise ValueError(f"archive s3 secret: a placeholder is refused in {self.profile}")
+        return self
+
+
+class MqttSettings(BaseModel):
+    """MQTT notifications (Home Assistant style topics); no URL means none are sent."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str | None = Field(None, description="mqtt://user:pass@host:1883 (mqtts:// for TLS)")
+    topic_prefix: str = Field(
+        "tripwire",
+        pattern=r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$",
+        description="topics <prefix>/<camera>/events, <prefix>/<camera>/alerts, <prefix>/available",
+    )
+    qos: int = Field(1, ge=0, le=2, description="MQTT QoS of every message")
+    queue_size: int = Field(1000, ge=1, le=1_000_000, description="messages held while down")
+
+    @model_validator(mode="after")
+    def _scheme(self) -> MqttSettings:
+        if self.url is not None and urlsplit(self.url).scheme not in {"mqtt", "mqtts"}:
+            raise ValueError("url must start with mqtt:// or mqtts://")
+        return self
+
+
+class EventsSettings(CommonSettings):
+    """The events function: consumes results and event messages, writes the events db,
+    decides alerts, notifies."""
+
+    events_db: StoreSettings = Field(default_factory=StoreSettings)
+    batch_size: int = Field(64, ge=1, le=10_000, description="messages written per transaction")
+    fetch_wait_s: float = Field(1.0, gt=0, le=60, description="idle wait for the first message")
+    max_deliveries: int = Field(
+        5, ge=1, le=1000, description="dead-letter a message delivered more often than this"
+    )
+    retry_backoff_s: float = Field(
+        0.25, gt=0, le=60, description="first retry while the database is down; doubles"
+    )
+    retry_max_s: float = Field(10.0, gt=0, le=600, description="longest wait between retries")
+    event_timeout_s: float = Field(
+        600.0, gt=0, le=7 * 86_400, description="end an open event by timeout after this silence"
+    )
+    sweep_interval_s: float = Field(
+        10.0, gt=0, le=3600, description="how often timeouts and unsent alerts are checked"
+    )
+    console_url: AnyHttpUrl = Field(
+        AnyHttpUrl("http://127.0.0.1:8090"),
+        description="the console's address as operators reach it (links in notifications)",
+    )
+    webhook_url: AnyHttpUrl | None = Field(None, description="POST each alert as JSON here")
+    webhook_timeout_s: float = Field(5.0, gt=0, le=120, description="per webhook attempt")
+    webhook_attempts: int = Field(4, ge=1, le=20, description="tries per alert, backoff between")
+    mqtt: MqttSettings = Field(default_factory=MqttSettings)
+    metrics_host: str = Field("127.0.0.1", description="/metrics listen address")
+    metrics_port: int = Field(9109, ge=0, le=65535, description="0 = any free port")
+    stop_timeout_s: float = Field(10.0, gt=0, le=600, description="on SIGTERM, exit within")
+
+    @model_validator(mode="after")
+    def _db_secret(self) -> EventsSettings:
+        refuse_placeholder(self.events_db.url, self.profile, "events db url")
+        refuse_placeholder(self.mqtt.url, self.profile, "mqtt url")
+        return self
+
+
+class ConsoleSettings(CommonSettings):
+    """The console: the events API (and the operator's web page) over the events database."""
+
+    host: str = Field("127.0.0.1", description="listen address")
+    console_port: int = Field(8090, ge=0, le=65535, description="listen port (0 = any free)")
+    events_db: StoreSettings = Field(default_factory=StoreSettings)
+    archive: ArchiveSettings = Field(default_factory=ArchiveSettings)
+    retry_after_s: int = Field(5, ge=1, le=300, description="Retry-After when the db is down")
+
+    @model_validator(mode="after")
+    def _db_secret(self) -> ConsoleSettings:
+        refuse_placeholder(self.events_db.url, self.profile, "events db url")
         return self
