@@ -227,6 +227,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         weights=args.weights,
         task=args.task,
         prefork=not args.no_prefork,
+        keep_open=args.keep_open,
     )
     if args.home:
         options.home = args.home
@@ -394,6 +395,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", help="detector weights (default yolo11n.pt, else untrained)")
     p.add_argument("--task", choices=["detect", "classify"], help="model task if not inferred")
     p.add_argument("--home", type=Path, help="state dir (default .tripwire/demo)")
+    p.add_argument(
+        "--keep-open", action="store_true", help="keep the console up after the demo (Ctrl-C)"
+    )
     p.add_argument("--no-prefork", action="store_true", help=NO_PREFORK_HELP)
 
     p = add("cluster", None, "follow tripwire on a k3s/Kubernetes cluster")
