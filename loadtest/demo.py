@@ -11,8 +11,8 @@ import asyncio
 import contextlib
 import json
 import os
-import subprocess
 import signal
+import subprocess
 import sys
 import time
 from dataclasses import dataclass

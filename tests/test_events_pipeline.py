@@ -91,7 +91,8 @@ def test_tripwire_up_turns_a_real_clip_into_events_and_an_alert(
     }
     command = [sys.executable, "-m", "tripwire.cli", "up",
                "--config", str(tmp_path / "cameras.yaml"), "--weights", str(TFLITE),
-               "--task", "detect", "--port", str(port), "--console-port", str(console_port)]  # fmt: skip
+               "--task", "detect", "--port", str(port),
+               "--console-port", str(console_port)]  # fmt: skip
     frames = clip_frames(shared_data / CLIP, every=2)  # 12 frames/s of the 24 fps clip
     with mqtt_listener(f"tw{port}/#") as heard:
         up = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
