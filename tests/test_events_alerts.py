@@ -27,7 +27,7 @@ from tripwire.config import CameraConfig
 from tripwire.errors import StoreUnavailable
 from tripwire.event_messages import FrameResult
 from tripwire.eventstore import Store
-from tripwire.eventstore.writer import record_result
+from tripwire.eventstore.writer import record_results
 
 TOKEN_HASH = "sha256:" + "0" * 64
 # The lower-left quarter of the frame, in fractions of width and height.
@@ -220,10 +220,12 @@ def decide(store: Store, rules: AlertRules, results: Sequence[FrameResult]) -> l
         try:
             with store.begin() as conn:
                 rules.serialize(conn, [r.camera for r in results])
+                new = record_results(conn, sorted(results, key=lambda r: r.capture_ns), T0)
+                pending = {(r.camera, r.capture_ns, r.seq) for r in new}
                 raised = []
-                for r in sorted(results, key=lambda r: r.capture_ns):
-                    if record_result(conn, r, T0):
-                        raised += [a.row for a in rules.evaluate(conn, r, T0)]
+                for r in new:
+                    pending.discard((r.camera, r.capture_ns, r.seq))
+                    raised += [a.row for a in rules.evaluate(conn, r, T0, pending)]
                 return raised
         except StoreUnavailable:  # a lock timeout or deadlock victim: try again
             time.sleep(0.05)

@@ -186,7 +186,7 @@ class EventsSettings(CommonSettings):
     decides alerts, notifies."""
 
     events_db: StoreSettings = Field(default_factory=StoreSettings)
-    batch_size: int = Field(64, ge=1, le=10_000, description="messages written per transaction")
+    batch_size: int = Field(256, ge=1, le=10_000, description="messages written per transaction")
     fetch_wait_s: float = Field(1.0, gt=0, le=60, description="idle wait for the first message")
     max_deliveries: int = Field(
         5, ge=1, le=1000, description="dead-letter a message delivered more often than this"

@@ -12,6 +12,7 @@ and the streak and cooldown survive a restart because they are read from the dat
 from __future__ import annotations
 
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
 
@@ -118,8 +119,18 @@ class AlertRules:
         for camera in sorted(set(cameras)):
             _lock_rule(conn, camera, CAMERA_LOCK)
 
-    def evaluate(self, conn: Connection, result: FrameResult, now: int) -> list[RaisedAlert]:
-        """Decide the rules on a result just stored (in the same transaction)."""
+    def evaluate(
+        self,
+        conn: Connection,
+        result: FrameResult,
+        now: int,
+        pending: AbstractSet[tuple[str, int, int]] = frozenset(),
+    ) -> list[RaisedAlert]:
+        """Decide the rules on a result just stored (in the same transaction, after
+        :meth:`serialize` took its camera's lock). ``pending``: (camera, capture_ns, seq) of
+        results stored in this batch and decided after this one; a streak does not run into
+        them (they see it when their turn comes), so the alert lands on the frame that
+        completes the streak."""
         raised: list[RaisedAlert] = []
         frame = Frame.of(result)
         for index, rule in enumerate(self.rules):
@@ -129,10 +140,9 @@ class AlertRules:
             found = match(rule, zones, frame)
             if found is None:
                 continue
-            _lock_rule(conn, result.camera, rule.kind)
-            run = 1 + self._run(conn, rule, zones, result, before=True)
+            run = 1 + self._run(conn, rule, zones, result, pending, before=True)
             if run < rule.min_frames:
-                run += self._run(conn, rule, zones, result, before=False)
+                run += self._run(conn, rule, zones, result, pending, before=False)
             if run < rule.min_frames or _cooling(conn, rule, result):
                 continue
             alert = self._store(conn, index, rule, result, found, run, now)
@@ -146,6 +156,7 @@ class AlertRules:
         rule: AlertRule,
         zones: Sequence[Sequence[Point]],
         result: FrameResult,
+        pending: AbstractSet[tuple[str, int, int]],
         *,
         before: bool,
     ) -> int:
@@ -157,13 +168,17 @@ class AlertRules:
         when = c.capture_ns < result.capture_ns if before else c.capture_ns > result.capture_ns
         order = c.capture_ns.desc() if before else c.capture_ns.asc()
         rows = conn.execute(
-            sa.select(c.boxes, c.top_label, c.top_confidence, c.width, c.height)
+            sa.select(
+                c.boxes, c.top_label, c.top_confidence, c.width, c.height, c.capture_ns, c.seq
+            )  # fmt: skip
             .where(c.camera == result.camera, c.model == result.model.name, when)
             .order_by(order)
             .limit(need)
         ).mappings()
         count = 0
         for row in rows:
+            if (result.camera, row["capture_ns"], row["seq"]) in pending:
+                break
             if match(rule, zones, Frame.row(row)) is None:
                 break
             count += 1
@@ -198,6 +213,7 @@ class AlertRules:
         }
         if not insert_ignore(conn, alerts, row):
             return None
+        _lock_rule(conn, result.camera, rule.kind)
         conn.execute(
             alert_state.update()
             .where(alert_state.c.camera == result.camera, alert_state.c.kind == rule.kind)

@@ -43,7 +43,7 @@ from tripwire.eventstore.writer import (
     end_stale,
     record_close,
     record_open,
-    record_result,
+    record_results,
     record_status,
 )
 from tripwire.settings import EventsSettings
@@ -169,18 +169,11 @@ class EventsFunction:
         """One transaction (in a worker thread): every message, then the alert rules."""
         written = Written()
         now = time.time_ns()
+        found = [m for m in messages if isinstance(m, FrameResult)]
         with self.store.begin() as conn:
-            self.rules.serialize(conn, [m.camera for m in messages if isinstance(m, FrameResult)])
+            self.rules.serialize(conn, [m.camera for m in found])
             for message in messages:
-                if isinstance(message, FrameResult):
-                    if not record_result(conn, message, now):
-                        self.counts.duplicates += 1
-                        self.metrics.duplicates.inc()
-                        continue
-                    self.counts.results += 1
-                    self.metrics.results.inc()
-                    written.alerts += self.rules.evaluate(conn, message, now)
-                elif isinstance(message, EventOpened):
+                if isinstance(message, EventOpened):
                     record_open(conn, message, now)
                     written.notices.append(
                         ("new", message.camera, message.event_id, message.capture_ns)
@@ -192,6 +185,15 @@ class EventsFunction:
                     )
                 elif isinstance(message, CameraStatus):
                     record_status(conn, message, now)
+            new = record_results(conn, found, now)
+            pending = {(r.camera, r.capture_ns, r.seq) for r in new}
+            for result in new:  # the batch is in capture order per camera
+                pending.discard((result.camera, result.capture_ns, result.seq))
+                written.alerts += self.rules.evaluate(conn, result, now, pending)
+        self.counts.results += len(new)
+        self.counts.duplicates += len(found) - len(new)
+        self.metrics.results.inc(len(new))
+        self.metrics.duplicates.inc(len(found) - len(new))
         return written
 
     async def _holding(self, parsed: Sequence[tuple[Message, Incoming]], op: Callable[[], T]) -> T:

@@ -10,6 +10,7 @@ completes; one that comes after the close still lands in that event.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -149,115 +150,138 @@ def _labels_of(result: FrameResult) -> dict[str, float]:
     return best
 
 
+def _result_row(result: FrameResult) -> dict[str, Any]:
+    return {
+        "camera": result.camera,
+        "capture_ns": result.capture_ns,
+        "seq": result.seq,
+        "model": result.model.name,
+        "event_id": result.event_id,
+        "stored_ns": result.stored_ns,
+        "width": result.width,
+        "height": result.height,
+        "boxes": [[b.label, round(b.confidence, 4), *b.xyxy] for b in result.boxes],
+        "top_label": result.label.label if result.label else None,
+        "top_confidence": result.label.confidence if result.label else None,
+        "frame_key": result.archive.frame,
+        "detections_key": result.archive.detections,
+        "inference_ms": result.inference_ms,
+    }
+
+
 def record_result(conn: Connection, result: FrameResult, now: int) -> bool:
     """Store one frame's result and fold it into its event; False for a duplicate."""
-    inserted = insert_ignore(
-        conn,
-        results,
-        {
-            "camera": result.camera,
-            "capture_ns": result.capture_ns,
-            "seq": result.seq,
-            "model": result.model.name,
-            "event_id": result.event_id,
-            "stored_ns": result.stored_ns,
-            "width": result.width,
-            "height": result.height,
-            "boxes": [[b.label, round(b.confidence, 4), *b.xyxy] for b in result.boxes],
-            "top_label": result.label.label if result.label else None,
-            "top_confidence": result.label.confidence if result.label else None,
-            "frame_key": result.archive.frame,
-            "detections_key": result.archive.detections,
-            "inference_ms": result.inference_ms,
-        },
-    )
-    if not inserted or result.event_id is None:
-        return inserted
-    event_id = result.event_id
-    row = _ensure_event(conn, event_id, result.camera, result.capture_ns, now)
-    model = result.model.name
-    first = row["first_result_ns"]
-    if result.stored_ns is not None:
-        first = result.stored_ns if first is None else min(first, result.stored_ns)
-    conn.execute(
-        events.update()
-        .where(events.c.id == event_id)
-        .values(
-            frames_detected=row["frames_detected"] + 1,
-            first_result_ns=first,
-            models=sorted({*row["models"], model}),
-            # Until the open message is in, the event starts at its earliest known frame.
-            start_ns=row["start_ns"] if row["opened"] else min(row["start_ns"], result.capture_ns),
-            last_ns=max(row["last_ns"], result.capture_ns),
-            updated_ns=now,
-        )
-    )
-    for label, confidence in _labels_of(result).items():
-        _fold_label(conn, event_id, label, confidence, result)
-    _pick_best(conn, event_id)
-    return True
+    return bool(record_results(conn, [result], now))
 
 
-def _fold_label(
-    conn: Connection, event_id: str, label: str, confidence: float, result: FrameResult
-) -> None:
-    best = {
-        "best_confidence": confidence,
-        "best_seq": result.seq,
-        "best_capture_ns": result.capture_ns,
-        "best_model": result.model.name,
-        "best_frame_key": result.archive.frame,
-    }
-    if insert_ignore(
-        conn, event_labels, {"event_id": event_id, "label": label, "frames": 1, **best}
-    ):
-        return
-    key = (event_labels.c.event_id == event_id, event_labels.c.label == label)
-    row = _lock(conn, event_labels, *key)
+def record_results(conn: Connection, batch: Sequence[FrameResult], now: int) -> list[FrameResult]:
+    """Store a batch of results and fold them into their events; the new ones (not stored
+    before), in the batch's order.
+
+    One multi-row insert tells the new from the redelivered; each event touched is then
+    read, updated in Python and written once, with its labels.
+    """
+    if not batch:
+        return []
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    c = results.c
+    inserted = conn.execute(
+        dialect.insert(results)
+        .values([_result_row(r) for r in batch])
+        .on_conflict_do_nothing()
+        .returning(c.camera, c.capture_ns, c.seq, c.model)
+    ).all()
+    keys = {tuple(row) for row in inserted}
+    new: list[FrameResult] = []
+    for r in batch:
+        key = (r.camera, r.capture_ns, r.seq, r.model.name)
+        if key in keys:
+            keys.discard(key)  # a duplicate inside the batch counts once
+            new.append(r)
+    by_event: dict[str, list[FrameResult]] = defaultdict(list)
+    for r in new:
+        if r.event_id is not None:
+            by_event[r.event_id].append(r)
+    for event_id in sorted(by_event):  # one lock order for every writer
+        _fold_event(conn, event_id, by_event[event_id], now)
+    return new
+
+
+def _fold_event(conn: Connection, event_id: str, found: Sequence[FrameResult], now: int) -> None:
+    first = found[0]
+    row = _ensure_event(conn, event_id, first.camera, min(r.capture_ns for r in found), now)
+    stored = [r.stored_ns for r in found if r.stored_ns is not None]
+    if row["first_result_ns"] is not None:
+        stored.append(row["first_result_ns"])
+    captures = [r.capture_ns for r in found]
     values: dict[str, Any] = {
-        "frames": row["frames"] + 1,
-        "best_confidence": max(row["best_confidence"], confidence),
+        "frames_detected": row["frames_detected"] + len(found),
+        "first_result_ns": min(stored) if stored else None,
+        "models": sorted({*row["models"], *(r.model.name for r in found)}),
+        # Until the open message is in, the event starts at its earliest known frame.
+        "start_ns": row["start_ns"] if row["opened"] else min(row["start_ns"], *captures),
+        "last_ns": max(row["last_ns"], *captures),
+        "updated_ns": now,
     }
-    # The best frame: an archived frame beats a better one that was not kept (a snapshot
-    # must exist), then confidence decides.
-    if (result.archive.frame is not None, confidence) > (
-        row["best_frame_key"] is not None,
-        row["best_confidence"],
-    ):
-        values.update({k: v for k, v in best.items() if k != "best_confidence"})
-    conn.execute(event_labels.update().where(*key).values(**values))
+    best = _fold_labels(conn, event_id, found)
+    if best is not None:
+        values.update(
+            best_label=best["label"],
+            best_confidence=best["best_confidence"],
+            best_seq=best["best_seq"],
+            best_capture_ns=best["best_capture_ns"],
+            best_model=best["best_model"],
+            best_frame_key=best["best_frame_key"],
+        )
+    conn.execute(events.update().where(events.c.id == event_id).values(**values))
 
 
-def _pick_best(conn: Connection, event_id: str) -> None:
-    """The event's top label (most frames, then confidence) and that label's best frame."""
-    top = (
+def _fold_labels(
+    conn: Connection, event_id: str, found: Sequence[FrameResult]
+) -> dict[str, Any] | None:
+    """Merge the batch's labels into the event's; return the event's top label row (most
+    frames, then confidence, then name), whose best frame is the event's snapshot."""
+    query = sa.select(event_labels).where(event_labels.c.event_id == event_id)
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    labels = {r["label"]: dict(r) for r in conn.execute(query).mappings()}
+    existing = set(labels)
+    changed: set[str] = set()
+    for r in found:
+        archived = r.archive.frame is not None
+        for label, confidence in _labels_of(r).items():
+            row = labels.get(label)
+            if row is None:
+                labels[label] = {"event_id": event_id, "label": label, "frames": 1,
+                                 "best_confidence": confidence, "best_seq": r.seq,
+                                 "best_capture_ns": r.capture_ns, "best_model": r.model.name,
+                                 "best_frame_key": r.archive.frame, "_frame_conf": confidence}  # fmt: skip
+                changed.add(label)
+                continue
+            row["frames"] += 1
+            frame_conf = row.get("_frame_conf", row["best_confidence"])
+            # The best frame: an archived frame beats a better one that was not kept (a
+            # snapshot must exist), then confidence decides.
+            if (archived, confidence) > (row["best_frame_key"] is not None, frame_conf):
+                row.update(best_seq=r.seq, best_capture_ns=r.capture_ns,
+                           best_model=r.model.name, best_frame_key=r.archive.frame,
+                           _frame_conf=confidence)  # fmt: skip
+            row["best_confidence"] = max(row["best_confidence"], confidence)
+            changed.add(label)
+    if not labels:
+        return None
+    clean = {n: {k: v for k, v in row.items() if k != "_frame_conf"} for n, row in labels.items()}
+    added = [clean[name] for name in sorted(changed - existing)]
+    if added:
+        conn.execute(event_labels.insert(), added)
+    for name in sorted(changed & existing):
+        row = clean[name]
         conn.execute(
-            sa.select(event_labels)
-            .where(event_labels.c.event_id == event_id)
-            .order_by(
-                event_labels.c.frames.desc(),
-                event_labels.c.best_confidence.desc(),
-                event_labels.c.label,
-            )
-            .limit(1)
+            event_labels.update()
+            .where(event_labels.c.event_id == event_id, event_labels.c.label == name)
+            .values({k: v for k, v in row.items() if k not in {"event_id", "label"}})
         )
-        .mappings()
-        .first()
-    )
-    if top is None:
-        return
-    conn.execute(
-        events.update()
-        .where(events.c.id == event_id)
-        .values(
-            best_label=top["label"],
-            best_confidence=top["best_confidence"],
-            best_seq=top["best_seq"],
-            best_capture_ns=top["best_capture_ns"],
-            best_model=top["best_model"],
-            best_frame_key=top["best_frame_key"],
-        )
-    )
+    return min(clean.values(), key=lambda r: (-r["frames"], -r["best_confidence"], r["label"]))
 
 
 def end_stale(conn: Connection, now: int, timeout_s: float) -> int:

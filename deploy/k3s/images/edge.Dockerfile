@@ -13,6 +13,7 @@ COPY pyproject.toml README.md /src/
 COPY tripwire /src/tripwire
 COPY functions /src/functions
 COPY gateway /src/gateway
+COPY console /src/console
 COPY loadtest /src/loadtest
 # A plain (non-editable) install of the base dependencies only: no "detector" extra, so no
 # torch or ultralytics ever reaches this image.
