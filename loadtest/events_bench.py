@@ -69,42 +69,68 @@ def workload(results: int, cameras: int, frames_per_event: int) -> Iterator[tupl
                         event_id=event_id,
                         capture_ns=start,
                         sent_ns=start,
-                    )  # fmt: skip
+                    )
                 ),
             )
             for i in range(frames_per_event):
                 capture = start + i * S // 5
                 boxes = [
                     DetectedBox.model_validate(
-                        {"class": rng.choice(LABELS), "confidence": round(rng.uniform(0.3, 0.95), 3),
-                         "xyxy": (rng.uniform(0, 600), rng.uniform(300, 600), 700.0, 710.0)}
+                        {
+                            "class": rng.choice(LABELS),
+                            "confidence": round(rng.uniform(0.3, 0.95), 3),
+                            "xyxy": (rng.uniform(0, 600), rng.uniform(300, 600), 700.0, 710.0),
+                        }
                     )
                     for _ in range(rng.randint(0, 4))
-                ]  # fmt: skip
+                ]
                 result = FrameResult.model_validate(
-                    {"camera": camera, "seq": event * 1000 + i, "capture_ns": capture,
-                     "stored_ns": capture + S // 3, "event_id": event_id, "width": 1280,
-                     "height": 720, "model": ModelInfo(name="yolo"), "boxes": boxes,
-                     "archive": {"frame": f"frames/{camera}/{capture}.jpg"}}
-                )  # fmt: skip
+                    {
+                        "camera": camera,
+                        "seq": event * 1000 + i,
+                        "capture_ns": capture,
+                        "stored_ns": capture + S // 3,
+                        "event_id": event_id,
+                        "width": 1280,
+                        "height": 720,
+                        "model": ModelInfo(name="yolo"),
+                        "boxes": boxes,
+                        "archive": {"frame": f"frames/{camera}/{capture}.jpg"},
+                    }
+                )
                 yield detections_subject(camera), encode(result)
                 made += 1
-            yield events_subject(camera), encode(
-                EventClosed(type="close", camera=camera, event_id=event_id,
-                            capture_ns=start + frames_per_event * S // 5, frames_seen=100,
-                            frames_analysed=50, frames_published=frames_per_event, sent_ns=start)
-            )  # fmt: skip
+            yield (
+                events_subject(camera),
+                encode(
+                    EventClosed(
+                        type="close",
+                        camera=camera,
+                        event_id=event_id,
+                        capture_ns=start + frames_per_event * S // 5,
+                        frames_seen=100,
+                        frames_analysed=50,
+                        frames_published=frames_per_event,
+                        sent_ns=start,
+                    )
+                ),
+            )
         event += 1
 
 
 def config(cameras: int) -> CamerasFile:
     zone = [(0.0, 0.5), (1.0, 0.5), (1.0, 1.0), (0.0, 1.0)]
     return CamerasFile(
-        cameras=[CameraConfig(id=f"cam-{c}", token_hash="sha256:" + "0" * 64,
-                              zones={"yard": zone}) for c in range(cameras)],
-        alerts=[AlertRule(kind="intrusion", classes=["person"], zones=["yard"], min_frames=2,
-                          cooldown_s=30)],
-    )  # fmt: skip
+        cameras=[
+            CameraConfig(id=f"cam-{c}", token_hash="sha256:" + "0" * 64, zones={"yard": zone})
+            for c in range(cameras)
+        ],
+        alerts=[
+            AlertRule(
+                kind="intrusion", classes=["person"], zones=["yard"], min_frames=2, cooldown_s=30
+            )
+        ],
+    )
 
 
 @contextlib.contextmanager
@@ -127,11 +153,14 @@ async def publish_all(broker: Broker, messages: list[tuple[str, bytes]]) -> None
         chunk = messages[start : start + 200]
         await asyncio.gather(
             *(
-                broker.publish(subject, body, {Header.ID: f"m{start + i}",
-                                               Header.CONTENT_TYPE: "application/json"})
+                broker.publish(
+                    subject,
+                    body,
+                    {Header.ID: f"m{start + i}", Header.CONTENT_TYPE: "application/json"},
+                )
                 for i, (subject, body) in enumerate(chunk)
             )
-        )  # fmt: skip
+        )
 
 
 async def run_one(kind: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -180,15 +209,20 @@ def main() -> None:
     parser.add_argument("--cameras", type=int, default=50)
     parser.add_argument("--frames-per-event", type=int, default=20)
     parser.add_argument("--batch", type=int, default=64, help="events function batch_size")
-    parser.add_argument("--db", nargs="+", choices=["sqlite", "postgresql"],
-                        default=["sqlite", "postgresql"])  # fmt: skip
+    parser.add_argument(
+        "--db", nargs="+", choices=["sqlite", "postgresql"], default=["sqlite", "postgresql"]
+    )
     args = parser.parse_args()
     rows = [asyncio.run(run_one(kind, args)) for kind in args.db]
-    print(f"{'db':12} {'results':>8} {'seconds':>8} {'results/s':>10} {'CPU ms/result':>14} "
-          f"{'alerts':>7}")  # fmt: skip
+    print(
+        f"{'db':12} {'results':>8} {'seconds':>8} {'results/s':>10} {'CPU ms/result':>14} "
+        f"{'alerts':>7}"
+    )
     for r in rows:
-        print(f"{r['db']:12} {r['results']:8} {r['seconds']:8} {r['results_per_s']:10} "
-              f"{r['cpu_ms_per_result']:14} {r['alerts']:7}")  # fmt: skip
+        print(
+            f"{r['db']:12} {r['results']:8} {r['seconds']:8} {r['results_per_s']:10} "
+            f"{r['cpu_ms_per_result']:14} {r['alerts']:7}"
+        )
     print("worst case at 50 cameras: 250 results/s (every camera in an event, 5 published/s)")
     print(json.dumps({"events_bench": rows, "args": vars(args)}))
 

@@ -170,7 +170,7 @@ class AlertRules:
         rows = conn.execute(
             sa.select(
                 c.boxes, c.top_label, c.top_confidence, c.width, c.height, c.capture_ns, c.seq
-            )  # fmt: skip
+            )
             .where(c.camera == result.camera, c.model == result.model.name, when)
             .order_by(order)
             .limit(need)

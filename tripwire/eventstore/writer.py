@@ -252,10 +252,17 @@ def _fold_labels(
         for label, confidence in _labels_of(r).items():
             row = labels.get(label)
             if row is None:
-                labels[label] = {"event_id": event_id, "label": label, "frames": 1,
-                                 "best_confidence": confidence, "best_seq": r.seq,
-                                 "best_capture_ns": r.capture_ns, "best_model": r.model.name,
-                                 "best_frame_key": r.archive.frame, "_frame_conf": confidence}  # fmt: skip
+                labels[label] = {
+                    "event_id": event_id,
+                    "label": label,
+                    "frames": 1,
+                    "best_confidence": confidence,
+                    "best_seq": r.seq,
+                    "best_capture_ns": r.capture_ns,
+                    "best_model": r.model.name,
+                    "best_frame_key": r.archive.frame,
+                    "_frame_conf": confidence,
+                }
                 changed.add(label)
                 continue
             row["frames"] += 1
