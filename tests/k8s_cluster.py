@@ -87,6 +87,21 @@ def running_plane(state: Path) -> Iterator[Plane]:
         atexit.unregister(stop)
 
 
+def install_keda_crds(plane: Plane, folder: Path) -> None:
+    """KEDA's CRDs (../shared/schemas/keda), once per plane, Established when this returns.
+
+    ``create --validate=false``: the 1.32 client refuses the CRDs' CEL rules
+    (x-kubernetes-validations), which a 1.20 server does not know and drops; server-side
+    apply refuses them too. The rest of each schema is served and enforced.
+    """
+    created = plane.kubectl("create", "--validate=false", "-f", str(folder))
+    assert created.returncode == 0 or "AlreadyExists" in created.stderr, created.stderr
+    for path in sorted(folder.glob("*.yaml")):
+        name = yaml.safe_load(path.read_text())["metadata"]["name"]
+        wait = plane.kubectl("wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s")
+        assert wait.returncode == 0, wait.stderr
+
+
 # --- objects ------------------------------------------------------------------------------------
 
 

@@ -122,6 +122,10 @@ class WakeController:
         elif outcome is Outcome.PAUSED:
             log.info("%s is at 0 but its ScaledObject is paused: left alone", target.deployment)
 
+    def heard(self) -> int:
+        """Wake signals heard so far."""
+        return int(self.metrics.signals._value.get())
+
     def count(self, outcome: str) -> int:
         """Checks with ``outcome`` so far, all Deployments together (for tests and benches)."""
         return _sum(self.metrics.checks, "outcome", outcome)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -24,7 +25,11 @@ log = logging.getLogger(__name__)
 PAUSED_REPLICAS = "autoscaling.keda.sh/paused-replicas"
 PAUSED = "autoscaling.keda.sh/paused"
 REQUEST_TIMEOUT_S = 5.0
-CONFLICT_RETRIES = 3  # a 409 means the count just changed: look again, a few times at most
+# A 409 means the object changed since we read it: most often the Deployment controller
+# writing status just after a scale change (same resourceVersion as /scale), sometimes KEDA.
+# Read again after a short pause, a few times at most.
+CONFLICT_RETRIES = 5
+CONFLICT_PAUSE_S = 0.05
 
 
 class Outcome(enum.Enum):
@@ -104,7 +109,9 @@ class KubeScaler:
 
     def wake(self, deployment: str, scaled_object: str) -> Outcome:
         """One check: 0 -> 1 unless running or paused. Raises ClusterError on API failures."""
-        for _ in range(CONFLICT_RETRIES):
+        for attempt in range(CONFLICT_RETRIES):
+            if attempt:
+                time.sleep(CONFLICT_PAUSE_S * attempt)  # runs in a worker thread
             replicas, version = self.replicas(deployment)
             if replicas > 0:
                 return Outcome.RUNNING
