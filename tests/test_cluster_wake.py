@@ -337,3 +337,77 @@ async def test_readyz_is_503_when_the_role_is_missing(
             assert cluster.replicas() == 0
     finally:
         client.CoreV1Api(admin).delete_namespace(namespace)
+
+
+# --- the Role: enough and no more -------------------------------------------------------------
+
+
+def test_the_role_allows_nothing_else(cluster: Cluster, keda_crds: None) -> None:
+    from kubernetes import client, config
+
+    other = new_namespace(cluster.admin, "other")
+    create_deployment(cluster.admin, other, DETECTOR, 0)  # the same name, another namespace
+    create_deployment(cluster.admin, cluster.namespace, "another-model", 0)
+    scaled = yaml.safe_load((REPO / "deploy" / "keda" / "nats" / "scaledobject.yaml").read_text())
+    scaled["metadata"]["namespace"] = cluster.namespace
+    client.CustomObjectsApi(cluster.admin).create_namespaced_custom_object(
+        "keda.sh", "v1alpha1", cluster.namespace, "scaledobjects", scaled
+    )
+    sa = config.new_client_from_config(config_file=str(cluster.kubeconfig))
+    apps, core = client.AppsV1Api(sa), client.CoreV1Api(sa)
+    rbac, custom = client.RbacAuthorizationV1Api(sa), client.CustomObjectsApi(sa)
+    ns, one = cluster.namespace, {"spec": {"replicas": 1}}
+    keda = ("keda.sh", "v1alpha1", ns, "scaledobjects")
+    try:
+        # enough: what the controller does
+        assert apps.read_namespaced_deployment_scale(DETECTOR, ns).spec.replicas == 1
+        assert apps.patch_namespaced_deployment_scale(DETECTOR, ns, one).spec.replicas == 1
+        assert custom.get_namespaced_custom_object(*keda, DETECTOR)["metadata"]["name"] == DETECTOR
+        # no more: each of these is refused by the API server
+        scale = apps.read_namespaced_deployment_scale(DETECTOR, ns)
+        refused = {
+            "get the Deployment itself": lambda: apps.read_namespaced_deployment(DETECTOR, ns),
+            "patch the Deployment": lambda: apps.patch_namespaced_deployment(DETECTOR, ns, one),
+            "update (PUT) its scale": lambda: apps.replace_namespaced_deployment_scale(
+                DETECTOR, ns, scale
+            ),
+            "delete the Deployment": lambda: apps.delete_namespaced_deployment(DETECTOR, ns),
+            "list Deployments": lambda: apps.list_namespaced_deployment(ns),
+            "watch Deployments": lambda: apps.list_namespaced_deployment(ns, watch=True,
+                                                                         timeout_seconds=1),
+            "get another Deployment's scale": lambda: apps.read_namespaced_deployment_scale(
+                "another-model", ns
+            ),
+            "patch another Deployment's scale": lambda: apps.patch_namespaced_deployment_scale(
+                "another-model", ns, one
+            ),
+            "the detector's scale in another namespace": lambda: (
+                apps.patch_namespaced_deployment_scale(DETECTOR, other, one)
+            ),
+            "a StatefulSet's scale": lambda: apps.read_namespaced_stateful_set_scale(DETECTOR, ns),
+            "list pods": lambda: core.list_namespaced_pod(ns),
+            "list Secrets": lambda: core.list_namespaced_secret(ns),
+            "create a pod": lambda: core.create_namespaced_pod(
+                ns, {"metadata": {"name": "x"}, "spec": {"containers": [{"name": "x",
+                                                                         "image": "x"}]}}
+            ),
+            "patch the ScaledObject": lambda: custom.patch_namespaced_custom_object(
+                *keda, DETECTOR, {"metadata": {"annotations": {PAUSED_REPLICAS: "0"}}}
+            ),
+            "list ScaledObjects": lambda: custom.list_namespaced_custom_object(*keda),
+            "create a RoleBinding": lambda: rbac.create_namespaced_role_binding(
+                ns, {"metadata": {"name": "x"}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io",
+                     "kind": "ClusterRole", "name": "admin"},
+                     "subjects": [{"kind": "ServiceAccount", "name": "tripwire-wake",
+                                   "namespace": ns}]},
+            ),
+            "list namespaces": lambda: core.list_namespace(),
+        }  # fmt: skip
+        for what, call in refused.items():
+            with pytest.raises(client.ApiException) as refusal:
+                call()
+            assert refusal.value.status == 403, f"{what}: HTTP {refusal.value.status}"
+        assert cluster.replicas() == 1 and replicas(cluster.admin, other, DETECTOR) == 0
+    finally:
+        sa.close()
+        client.CoreV1Api(cluster.admin).delete_namespace(other)
