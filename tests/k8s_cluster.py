@@ -27,6 +27,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 K8S_TOOLKIT = REPO.parent / "shared" / "k8s"
+WAKE_DIR = REPO / "deploy" / "k3s" / "base" / "wake"
 UP_TIMEOUT_S = 240  # first start on a new folder installs etcd into a venv: ~20-60 s
 
 
@@ -112,6 +113,16 @@ def new_namespace(api: Any, prefix: str) -> str:
     name = f"{prefix}-{uuid.uuid4().hex[:6]}"
     client.CoreV1Api(api).create_namespace({"metadata": {"name": name}})
     return name
+
+
+def install_wake_rbac(api: Any, namespace: str) -> None:
+    """deploy/k3s/base/wake/rbac.yaml (ServiceAccount, Role, RoleBinding) in ``namespace``."""
+    from kubernetes import utils
+
+    for doc in yaml.safe_load_all((WAKE_DIR / "rbac.yaml").read_text()):
+        for subject in doc.get("subjects", []):
+            subject["namespace"] = namespace  # what kustomize's namespace does
+        utils.create_from_dict(api, doc, namespace=namespace)
 
 
 def deployment(name: str, replicas: int) -> dict[str, Any]:

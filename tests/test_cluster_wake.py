@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from tests.k8s_cluster import (
     Plane,
     create_deployment,
     install_keda_crds,
+    install_wake_rbac,
     new_namespace,
     replicas,
     service_account_kubeconfig,
@@ -43,7 +44,6 @@ from tripwire.wake.service import Running, WakeSettings, running_wake
 pytest.importorskip("kubernetes", reason="the deploy extra is not installed")
 
 REPO = Path(__file__).resolve().parents[1]
-WAKE_DIR = REPO / "deploy" / "k3s" / "base" / "wake"
 KEDA_CRDS = REPO.parent / "shared" / "schemas" / "keda"
 DETECTOR = "tripwire-detector"  # the name the Role allows
 BOUND_S = 10.0  # 0 -> 1 "within a bound": generous, the machine is shared
@@ -65,16 +65,6 @@ def keda_crds(k8s: Plane) -> None:
     if not KEDA_CRDS.is_dir():
         pytest.skip(f"KEDA CRDs not found at {KEDA_CRDS} (../shared/schemas/keda)")
     install_keda_crds(k8s, KEDA_CRDS)
-
-
-def install_wake_rbac(admin: Any, namespace: str) -> None:
-    """The shipped ServiceAccount, Role and RoleBinding, in ``namespace``."""
-    from kubernetes import utils
-
-    for doc in yaml.safe_load_all((WAKE_DIR / "rbac.yaml").read_text()):
-        for subject in doc.get("subjects", []):
-            subject["namespace"] = namespace  # what kustomize's namespace does
-        utils.create_from_dict(admin, doc, namespace=namespace)
 
 
 @dataclass
@@ -365,7 +355,7 @@ def test_the_role_allows_nothing_else(cluster: Cluster, keda_crds: None) -> None
         assert custom.get_namespaced_custom_object(*keda, DETECTOR)["metadata"]["name"] == DETECTOR
         # no more: each of these is refused by the API server
         scale = apps.read_namespaced_deployment_scale(DETECTOR, ns)
-        refused = {
+        refused: dict[str, Callable[[], Any]] = {
             "get the Deployment itself": lambda: apps.read_namespaced_deployment(DETECTOR, ns),
             "patch the Deployment": lambda: apps.patch_namespaced_deployment(DETECTOR, ns, one),
             "update (PUT) its scale": lambda: apps.replace_namespaced_deployment_scale(
