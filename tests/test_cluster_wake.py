@@ -38,7 +38,7 @@ from tripwire import contract
 from tripwire.brokers import Broker, open_broker
 from tripwire.settings import BrokerSettings
 from tripwire.wake.controller import WakeController
-from tripwire.wake.kube import PAUSED_REPLICAS
+from tripwire.wake.kube import PAUSED, PAUSED_REPLICAS, is_paused
 from tripwire.wake.service import Running, WakeSettings, running_wake
 
 pytest.importorskip("kubernetes", reason="the deploy extra is not installed")
@@ -200,6 +200,28 @@ async def until_ready(running: Running, status: int, timeout_s: float = 15) -> N
     while (await http_get(running, "/readyz")).status_code != status:
         assert time.monotonic() < deadline, f"/readyz never answered {status}"
         await asyncio.sleep(0.1)
+
+
+# --- KEDA's pause annotations ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("annotations", "paused"),
+    [
+        (None, False),  # no annotations at all
+        ({}, False),
+        ({"other": "x"}, False),
+        ({PAUSED_REPLICAS: "0"}, True),  # held at 0 by an operator
+        ({PAUSED_REPLICAS: "2"}, True),  # held at 2: KEDA does not scale, neither do we
+        ({PAUSED: "true"}, True),  # KEDA 2.13+: paused at the current count
+        ({PAUSED: "True "}, True),  # case and spaces ignored: when in doubt, paused
+        ({PAUSED: "1"}, True),  # Go's ParseBool spellings of true
+        ({PAUSED: "false"}, False),  # present but off
+        ({PAUSED: "false", PAUSED_REPLICAS: "0"}, True),  # paused-replicas wins
+    ],
+)
+def test_pause_annotations(annotations: dict[str, str] | None, paused: bool) -> None:
+    assert is_paused(annotations) is paused
 
 
 # --- behaviour ----------------------------------------------------------------------------------

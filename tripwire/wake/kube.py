@@ -44,7 +44,8 @@ def is_paused(annotations: Mapping[str, str] | None) -> bool:
     annotations = annotations or {}
     if PAUSED_REPLICAS in annotations:
         return True
-    return annotations.get(PAUSED, "").strip().lower() == "true"
+    # Any spelling of true that Go's strconv.ParseBool accepts: when in doubt, leave it paused.
+    return annotations.get(PAUSED, "").strip().lower() in {"1", "t", "true"}
 
 
 def load_client(kubeconfig: str | None) -> Any:  # the client's ApiClient
