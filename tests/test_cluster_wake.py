@@ -423,3 +423,13 @@ def test_the_role_allows_nothing_else(cluster: Cluster, keda_crds: None) -> None
     finally:
         sa.close()
         client.CoreV1Api(cluster.admin).delete_namespace(other)
+
+
+def test_the_command_refuses_to_start_without_a_broker(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tripwire.cli import main
+
+    monkeypatch.delenv("TRIPWIRE_BROKER__URL", raising=False)
+    assert main(["cluster", "wake", "--namespace", "x"]) == 2
+    assert "needs a broker URL" in capsys.readouterr().err
