@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.events_db import DIALECTS, empty_tables, fresh_database
+from tests.k8s_cluster import K8S_TOOLKIT, Plane, PlaneError, running_plane
 from tests.s3_server import SeaweedS3
 from tripwire.embedded_nats import EmbeddedNats
 from tripwire.eventstore import Store
@@ -96,3 +97,19 @@ def store(events_db_url: str) -> Iterator[Store]:
     made = Store(events_db_url)
     yield made
     made.close()
+
+
+@pytest.fixture(scope="session")
+def k8s(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plane]:
+    """A real kube-apiserver 1.20.2 (RBAC enforced) + etcd + controller manager for the session."""
+    if not (K8S_TOOLKIT / "up").exists():
+        pytest.skip(f"no Kubernetes test plane: {K8S_TOOLKIT} is absent (see its README)")
+    # A folder that outlives the session keeps the decompressed binaries and etcd's venv
+    # (first start ~20-60 s, later ones ~5 s).
+    cache = getattr(pytestconfig, "cache", None)  # None with -p no:cacheprovider
+    state = cache.mkdir("k8s-plane") if cache else tmp_path_factory.mktemp("k8s")
+    try:
+        with running_plane(state) as plane:
+            yield plane
+    except PlaneError as exc:
+        pytest.fail(str(exc), pytrace=False)

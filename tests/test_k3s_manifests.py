@@ -175,8 +175,10 @@ def test_object_counts_per_kind(built: Any) -> None:
     print(f"\n[{BUILDER}] overlay {label}: {len(objects)} objects")
     for kind, n in sorted(counts.items()):
         print(f"  {kind:24} {n}")
-    # Deployments: detector, events function, console.
-    assert counts["Namespace"] == 1 and counts["Deployment"] == 3 and counts["DaemonSet"] == 1
+    # Deployments: detector, events function, console, wake controller.
+    assert counts["Namespace"] == 1 and counts["DaemonSet"] == 1
+    assert {d["metadata"]["name"] for d in _find(objects, "Deployment")} == {
+        "tripwire-detector", "tripwire-events", "tripwire-console", "tripwire-wake"}  # fmt: skip
     assert counts["ScaledObject"] == 1
     names = [(o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"]) for o in objects]
     assert len(names) == len(set(names)), "no object twice"
@@ -406,6 +408,7 @@ def test_containers_run_real_tripwire_commands_with_valid_settings(
         EventsSettings,
         GatewaySettings,
     )
+    from tripwire.wake.service import WakeSettings
 
     _, _, objects = built
     secrets_ = {s["metadata"]["name"]: s["data"] for s in _find(objects, "Secret")}
@@ -420,6 +423,7 @@ def test_containers_run_real_tripwire_commands_with_valid_settings(
                 "detector": DetectorSettings,
                 "events": EventsSettings,
                 "console": ConsoleSettings,
+                "cluster": WakeSettings,
             }[args.command]
             env: dict[str, str] = {}
             for source in container.get("envFrom", []):
@@ -428,6 +432,9 @@ def test_containers_run_real_tripwire_commands_with_valid_settings(
             for name, item in _env(container).items():
                 if "value" in item:
                     env[name] = item["value"]
+                elif "fieldRef" in item["valueFrom"]:  # the downward API: only the namespace
+                    assert item["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
+                    env[name] = NAMESPACE
                 else:
                     ref = item["valueFrom"]["secretKeyRef"]
                     env[name] = base64.b64decode(secrets_[ref["name"]][ref["key"]]).decode()
@@ -444,7 +451,7 @@ def test_containers_run_real_tripwire_commands_with_valid_settings(
             if isinstance(settings, EventsSettings | ConsoleSettings):
                 assert (settings.events_db.url or "").startswith("postgresql://")
             checked += 1
-    assert checked == 4
+    assert checked == 5
 
 
 def _policies_for(objects: list[Obj], labels: dict[str, str]) -> list[Obj]:

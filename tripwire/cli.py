@@ -272,6 +272,27 @@ def _cmd_cluster_watch(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def _cmd_cluster_wake(args: argparse.Namespace) -> int:
+    import asyncio
+    import signal as signals
+
+    from tripwire.wake.service import WakeSettings, run_wake
+
+    overrides = _settings_overrides(args, "namespace", "kubeconfig", "metrics_port")
+    if args.deployment:
+        overrides["deployments"] = args.deployment
+    settings = WakeSettings(**overrides)
+    _logging(settings.log_level)
+
+    async def run() -> int:
+        stop = asyncio.Event()
+        for sig in (signals.SIGINT, signals.SIGTERM):
+            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+        return await run_wake(settings, stop)
+
+    return asyncio.run(run())
+
+
 def _cmd_bench_energy(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -415,6 +436,18 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--interval", type=float, default=5.0, help="depth poll seconds")
     watch.add_argument("--out", type=Path, default=Path("cluster-timeline.jsonl"))
     watch.set_defaults(func=_cmd_cluster_watch)
+    wake = cluster.add_parser(
+        "wake",
+        help="scale the detector Deployment 0 -> 1 on the gateway's wake signal",
+        description="push activation on a cluster: on each wake signal, set the detector "
+        "Deployment's /scale to 1 if it is at 0 and its ScaledObject is not paused",
+    )
+    wake.add_argument("--broker", help="nats://… or amqp://… (env TRIPWIRE_BROKER__URL)")
+    wake.add_argument("--namespace", help="default tripwire")
+    wake.add_argument("--deployment", action="append", help="repeatable; default tripwire-detector")
+    wake.add_argument("--kubeconfig", help="default: in-cluster, else ~/.kube/config")
+    wake.add_argument("--metrics-port", type=int, help="/metrics and /readyz (default 9110)")
+    wake.set_defaults(func=_cmd_cluster_wake)
 
     p = add("bench", None, "benchmarks on this machine")
     bench = p.add_subparsers(dest="bench_command", required=True, metavar="ACTION")
