@@ -103,10 +103,15 @@ class GatewaySettings(CommonSettings):
 
 
 class MotionSettings(CommonSettings):
-    """The pull-mode motion process (``tripwire motion --source``)."""
+    """The pull-mode processes: ``tripwire motion --source`` and ``tripwire cameras``."""
 
     camera: str | None = Field(None, description="camera id from the config file")
     source: str | None = Field(None, description="file, rtsp:// URL or /dev/videoN")
+    node: str | None = Field(
+        None, description="tripwire cameras: pull only the cameras whose source names this node"
+    )
+    metrics_host: str = Field("127.0.0.1", description="tripwire cameras: /metrics address")
+    metrics_port: int = Field(9109, ge=0, le=65535, description="0 = any free port")
 
 
 class DetectorSettings(CommonSettings):

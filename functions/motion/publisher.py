@@ -1,58 +1,85 @@
-"""``tripwire motion``: pull mode end to end: read a source, run motion, publish motion frames.
+"""The one publish path of motion frames, shared by the HTTP gateway and pull mode.
 
-Reading and analysing block (VideoCapture, OpenCV), so they run in a worker thread one frame
-at a time; publishing awaits each broker confirm on the event loop, like the gateway.
+A motion frame is published and its confirm awaited; when it is the first frame of a motion
+event, the event is recorded on the timeline and a wake message goes out on
+``tripwire.wake`` (push activation: a scaled-to-zero detector starts at once instead of at its
+next depth poll). The wake is sent after the frame is stored, so the worker it wakes finds
+work, and in the background, so a slow broker never holds up the next frame; a lost wake costs
+only latency, because the scaler's depth poll still sees the frame.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
-import time
+import json
+from collections.abc import Callable
 
-from functions.motion.pull import Pulled, iter_pull
-from tripwire.config import load_config
-from tripwire.contract import FrameMeta
-from tripwire.errors import ConfigError
-from tripwire.runtime import connected_broker
-from tripwire.settings import MotionSettings
-
-log = logging.getLogger(__name__)
+from functions.motion.detector import MotionResult
+from tripwire import timeline
+from tripwire.brokers import Broker
+from tripwire.contract import WAKE_SUBJECT, FrameMeta, Header
+from tripwire.errors import BrokerError
 
 
-async def run_pull_mode(settings: MotionSettings, *, max_frames: int | None = None) -> int:
-    if not settings.camera or not settings.source:
-        raise ConfigError("pull mode needs --camera and --source")
-    cameras = load_config(settings.config_path())
-    camera = cameras.camera(settings.camera)
-    if camera is None:
-        raise ConfigError(f"camera {settings.camera!r} is not in the config file")
-    frames = iter_pull(settings.source, camera, max_frames=max_frames, realtime=True)
-    published = read = 0
-    async with connected_broker(settings) as broker:
-        while (pulled := await asyncio.to_thread(next, frames, None)) is not None:
-            read += 1
-            if pulled.jpeg is None:
-                continue
-            meta = _meta(camera.id, pulled)
-            await broker.publish(meta.subject, pulled.jpeg, meta.to_headers())
-            published += 1
-    log.info("camera %s: %d frames read, %d motion frames published", camera.id, read, published)
-    print(f"camera {camera.id}: {read} frames read, {published} motion frames published")
-    return 0
-
-
-def _meta(camera: str, pulled: Pulled) -> FrameMeta:
-    r = pulled.result
+def frame_meta(
+    camera: str,
+    seq: int,
+    capture_ns: int,
+    receive_ns: int,
+    result: MotionResult,
+    content_type: str,
+) -> FrameMeta:
+    """The broker headers of a motion frame, from the motion function's decision."""
     return FrameMeta(
         camera=camera,
-        seq=pulled.seq,
-        capture_ns=pulled.capture_ns,
-        receive_ns=time.time_ns(),
-        width=r.width,
-        height=r.height,
-        content_type="image/jpeg",
-        motion_score=r.score,
-        boxes=r.boxes,
-        event_id=r.event_id,
+        seq=seq,
+        capture_ns=capture_ns,
+        receive_ns=receive_ns,
+        width=result.width,
+        height=result.height,
+        content_type=content_type,
+        motion_score=result.score,
+        boxes=result.boxes,
+        event_id=result.event_id,
     )
+
+
+class MotionPublisher:
+    """Publish motion frames, then wake the detector on each event's first frame.
+
+    ``on_wake_failed`` counts wakes the broker refused (a metric; the frame itself is safe).
+    """
+
+    def __init__(self, broker: Broker, on_wake_failed: Callable[[], None] | None = None) -> None:
+        self.broker = broker
+        self._on_wake_failed = on_wake_failed
+        self._wakes: set[asyncio.Task[None]] = set()
+
+    async def publish(self, meta: FrameMeta, body: bytes, event_opened: bool) -> None:
+        """Publish one frame and await the confirm; raise BrokerError when it is not stored."""
+        await self.broker.publish(meta.subject, body, meta.to_headers())
+        if event_opened:
+            timeline.record(
+                "motion_published", camera=meta.camera, seq=meta.seq, event_id=meta.event_id
+            )
+            task = asyncio.create_task(self._wake(meta.camera, meta.event_id or ""))
+            self._wakes.add(task)
+            task.add_done_callback(self._wakes.discard)
+
+    async def drain(self) -> None:
+        """Wait for the wakes still in flight (before closing the broker)."""
+        if self._wakes:
+            await asyncio.gather(*list(self._wakes), return_exceptions=True)
+
+    async def _wake(self, camera: str, event_id: str) -> None:
+        headers = {
+            Header.CAMERA: camera,
+            Header.EVENT: event_id,
+            Header.CONTENT_TYPE: "application/json",
+        }
+        body = json.dumps({"camera": camera, "event_id": event_id}).encode()
+        try:
+            await self.broker.publish(WAKE_SUBJECT, body, headers)
+        except BrokerError:
+            if self._on_wake_failed is not None:
+                self._on_wake_failed()
