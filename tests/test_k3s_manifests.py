@@ -175,7 +175,7 @@ def test_object_counts_per_kind(built: Any) -> None:
     print(f"\n[{BUILDER}] overlay {label}: {len(objects)} objects")
     for kind, n in sorted(counts.items()):
         print(f"  {kind:24} {n}")
-    assert counts["Namespace"] == 1 and counts["Deployment"] == 1 and counts["DaemonSet"] == 1
+    assert counts["Namespace"] == 1 and counts["Deployment"] == 1 and counts["DaemonSet"] == 2
     assert counts["ScaledObject"] == 1
     names = [(o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"]) for o in objects]
     assert len(names) == len(set(names)), "no object twice"
@@ -399,7 +399,7 @@ def test_containers_run_real_tripwire_commands_with_valid_settings(
     built: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from tripwire.cli import build_parser
-    from tripwire.settings import DetectorSettings, GatewaySettings
+    from tripwire.settings import DetectorSettings, GatewaySettings, MotionSettings
 
     _, _, objects = built
     secrets_ = {s["metadata"]["name"]: s["data"] for s in _find(objects, "Secret")}
@@ -409,7 +409,11 @@ def test_containers_run_real_tripwire_commands_with_valid_settings(
             if not container["image"].startswith("tripwire-"):
                 continue
             args = build_parser().parse_args(container["args"])
-            settings_cls = {"gateway": GatewaySettings, "detector": DetectorSettings}[args.command]
+            settings_cls = {
+                "gateway": GatewaySettings,
+                "detector": DetectorSettings,
+                "cameras": MotionSettings,
+            }[args.command]
             env: dict[str, str] = {}
             for source in container.get("envFrom", []):
                 data = secrets_[source["secretRef"]["name"]]
@@ -417,6 +421,8 @@ def test_containers_run_real_tripwire_commands_with_valid_settings(
             for name, item in _env(container).items():
                 if "value" in item:
                     env[name] = item["value"]
+                elif "fieldRef" in item["valueFrom"]:  # the downward API: e.g. the node name
+                    env[name] = "edge-node-1"
                 else:
                     ref = item["valueFrom"]["secretKeyRef"]
                     env[name] = base64.b64decode(secrets_[ref["name"]][ref["key"]]).decode()
@@ -429,7 +435,7 @@ def test_containers_run_real_tripwire_commands_with_valid_settings(
             if isinstance(settings, DetectorSettings):
                 assert settings.archive.backend == "s3" and settings.metrics_host == "0.0.0.0"
             checked += 1
-    assert checked == 2
+    assert checked == 3
 
 
 def _policies_for(objects: list[Obj], labels: dict[str, str]) -> list[Obj]:
