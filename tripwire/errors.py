@@ -35,3 +35,9 @@ class ArchiveError(TripwireError):
 
 class ArchiveUnavailable(ArchiveError):
     """The archive cannot be reached now (retries used up); the caller may retry later."""
+
+
+# The detector's exit status when its model cannot load at all (missing or unreadable weights,
+# ultralytics not installed): restarting cannot help, so the local scaler stops instead
+# (sysexits' EX_CONFIG).
+MODEL_UNAVAILABLE_EXIT = 78

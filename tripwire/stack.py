@@ -17,6 +17,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import psutil
 
 from tripwire import timeline
 from tripwire.brokers import Broker, open_broker
@@ -65,6 +67,9 @@ class Stack:
     gateway: asyncio.subprocess.Process
     started_ns: int = field(default_factory=time.time_ns)
     wakes: int = 0
+    # Set when the scaler stopped on an error no restart can fix (a model that cannot load).
+    failed: asyncio.Event = field(default_factory=asyncio.Event)
+    error: str | None = None
 
     @property
     def replicas(self) -> int:
@@ -97,6 +102,11 @@ async def _start_gateway(
         from tripwire.embedded_nats import free_port
 
         port = free_port()
+    elif not _port_free(settings.host, port):
+        raise StackError(
+            f"gateway port {settings.host}:{port} is in use by another program "
+            "(choose another with --port, or 0 for any free port)"
+        )
     env = {
         **env,
         "TRIPWIRE_HOST": settings.host,
@@ -125,11 +135,35 @@ async def _start_gateway(
                     f"gateway exited with {process.returncode}; see {log_dir / 'gateway.log'}"
                 )
             with contextlib.suppress(httpx.HTTPError):
-                if (await client.get(f"{url}/readyz")).status_code == 200:
+                # Ready only when the answer comes from the gateway started here: another
+                # program that took the port meanwhile must not be announced as ours.
+                ready = (await client.get(f"{url}/readyz")).status_code == 200
+                if ready and _listens_on(process.pid, port):
                     return process, url
             await asyncio.sleep(0.1)
     await _terminate(process, 5)
     raise StackError(f"gateway not ready within 60 s; see {log_dir / 'gateway.log'}")
+
+
+def _port_free(host: str, port: int) -> bool:
+    """Whether a server could bind ``host:port`` now (SO_REUSEADDR, as uvicorn binds)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _listens_on(pid: int, port: int) -> bool:
+    """Whether process ``pid`` itself holds a listening socket on ``port``."""
+    try:
+        connections = psutil.Process(pid).net_connections(kind="inet")
+    except psutil.Error:
+        return False
+    return any(c.status == psutil.CONN_LISTEN and c.laddr.port == port for c in connections)
 
 
 async def _terminate(process: asyncio.subprocess.Process, grace_s: float) -> None:
@@ -172,6 +206,12 @@ async def _listen_for_wakes(stack_broker: Broker, on_wake: Callable[[], None]) -
 @contextlib.asynccontextmanager
 async def running_stack(options: StackOptions) -> AsyncIterator[Stack]:
     """Start every part, yield the running stack, stop everything in order on exit."""
+    # A model that cannot load at all fails here, before anything starts, instead of in
+    # every worker the scaler would start (only a weights check: no import of the model stack).
+    from functions.detector.model import ModelOptions, check_weights
+
+    detector = options.detector
+    check_weights(ModelOptions(detector.weights, allow_download=detector.allow_download))
     home = options.gateway.home
     log_dir = home / "logs"
     if options.timeline_path is not None:  # the scaler records here too, not only children
@@ -205,6 +245,13 @@ async def running_stack(options: StackOptions) -> AsyncIterator[Stack]:
             local.wake()
 
         tasks.append(asyncio.create_task(local.run(), name="scaler"))
+
+        def on_scaler_done(task: asyncio.Task[None]) -> None:
+            if not task.cancelled() and (exc := task.exception()) is not None:
+                stack.error = str(exc)  # WorkerFatal: the worker's own words
+                stack.failed.set()
+
+        tasks[0].add_done_callback(on_scaler_done)
         if options.push_activation:
             tasks.append(asyncio.create_task(_listen_for_wakes(broker, on_wake), name="wakes"))
         log.info(
@@ -243,6 +290,8 @@ async def run_up(options: StackOptions) -> int:
             f"tripwire up: gateway {stack.gateway_url} (POST /v1/cameras/<id>/frames); "
             f"detectors scale 0..{stack.policy.max_replicas} on queue depth; Ctrl-C stops"
         )
+        failure = asyncio.create_task(stack.failed.wait())
+        failure.add_done_callback(lambda _: stop.set())
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 10)
@@ -254,5 +303,9 @@ async def run_up(options: StackOptions) -> int:
                 "?" if depth is None else depth,
                 stack.wakes,
             )
-        print("tripwire up: stopping (gateway, then detectors finish their batches)")
+        failure.cancel()
+        if stack.error is None:
+            print("tripwire up: stopping (gateway, then detectors finish their batches)")
+    if stack.error is not None:
+        raise StackError(stack.error)
     return 0
