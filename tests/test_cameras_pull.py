@@ -26,12 +26,22 @@ import pytest
 from functions.motion.pull import Backoff, PullState, iter_frames
 from tripwire.brokers import open_broker
 from tripwire.contract import WAKE_SUBJECT, FrameMeta
-from tripwire.embedded_nats import free_port
+from tripwire.embedded_nats import EmbeddedNats, free_port
 from tripwire.settings import BrokerSettings
 
 REPO = Path(__file__).resolve().parents[1]
 SYSTEM_PYTHON = "/usr/bin/python3"
 HASH = "sha256:" + "0" * 64
+
+
+@pytest.fixture(scope="module")
+def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A nats-server of this module's own: its processes declare the default streams
+    (TRIPWIRE_MOTION on tripwire.motion.>), which would overlap other modules' test streams
+    on the session's server."""
+    server = EmbeddedNats.start(tmp_path_factory.mktemp("nats"))
+    yield server.url
+    server.stop()
 
 
 def _gst_rtsp_available() -> bool:

@@ -236,3 +236,25 @@ def test_a_node_pulls_only_the_cameras_whose_source_names_it(
     assert [p.camera.id for p in everything] == ["a", "b", "c"]  # one machine: all of them
     on_edge_1 = pulls_for(MotionSettings(config=config, node="edge-1"))
     assert [p.camera.id for p in on_edge_1] == ["a"]  # never pulled twice on a cluster
+
+
+async def test_a_failing_camera_loop_is_restarted_not_ended(tmp_path: Path) -> None:
+    """A source that fails for good (a declared file that is missing) keeps its camera in
+    "retrying" with a restart backoff; the supervisor neither ends nor raises."""
+    import asyncio
+
+    from functions.motion.cameras import Pull, supervise
+    from tripwire.brokers import open_broker
+    from tripwire.config import SourceConfig
+    from tripwire.settings import BrokerSettings
+
+    missing = str(tmp_path / "gone.mp4")
+    pull = Pull(_camera(), SourceConfig(url=missing), PullState("cam-http", missing))
+    broker = open_broker(BrokerSettings(), "nats://127.0.0.1:1")  # never used: no frame
+    stop = threading.Event()
+    task = asyncio.create_task(supervise(pull, broker, stop))
+    await asyncio.sleep(2.5)  # restarts after 1 s, then waits 2 s
+    assert not task.done()
+    assert pull.state.status == "retrying" and "no such file" in (pull.state.last_error or "")
+    stop.set()
+    await asyncio.wait_for(task, 10)

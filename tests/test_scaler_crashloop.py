@@ -21,12 +21,23 @@ from pathlib import Path
 
 import pytest
 
+from tripwire.embedded_nats import EmbeddedNats
 from tripwire.errors import MODEL_UNAVAILABLE_EXIT
 from tripwire.scaler.executor import WorkerFatal, WorkerPool
 from tripwire.settings import DetectorSettings, GatewaySettings
 from tripwire.stack import StackError, StackOptions, _listens_on, running_stack
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A nats-server of this module's own: its processes declare the default streams
+    (TRIPWIRE_MOTION on tripwire.motion.>), which would overlap other modules' test streams
+    on the session's server."""
+    server = EmbeddedNats.start(tmp_path_factory.mktemp("nats"))
+    yield server.url
+    server.stop()
 
 
 def _crasher(code: int, cause: str) -> list[str]:

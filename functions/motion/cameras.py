@@ -24,6 +24,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+import cv2
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -112,7 +113,9 @@ async def supervise(pull: Pull, broker: Broker, stop: threading.Event) -> None:
         try:
             await pull_camera(pull, broker, stop)
             return
-        except TripwireError as exc:
+        # OpenCV and the OS raise their own errors from deep in a read: one camera's
+        # failure must not end the others' pulls or the process.
+        except (TripwireError, cv2.error, OSError) as exc:
             failures += 1
             delay = RESTART.delay(failures)
             log.error("camera %s: %s; restarting in %.0fs", pull.camera.id, exc, delay)
