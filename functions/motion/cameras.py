@@ -191,7 +191,11 @@ async def run_cameras(settings: MotionSettings) -> int:
         log.warning("no camera declares a source here (source: in the config file); idle")
     registry = CollectorRegistry()
     registry.register(PullCollector(pulls))
-    server, _ = start_http_server(settings.metrics_port, settings.metrics_host, registry)
+    try:
+        server, _ = start_http_server(settings.metrics_port, settings.metrics_host, registry)
+    except OSError as exc:
+        where = f"{settings.metrics_host}:{settings.metrics_port}"
+        raise ConfigError(f"metrics port {where}: {exc.strerror}") from None
     log.info(
         "tripwire cameras: %d camera(s), metrics on http://%s:%d/metrics",
         len(pulls),
