@@ -29,7 +29,14 @@ import cv2
 from functions.motion.detector import MotionDetector, MotionResult
 from functions.motion.pacing import Pacer
 from functions.motion.probe import probe
-from functions.motion.sources import Image, Kind, Source, SourceError, open_source
+from functions.motion.sources import (
+    Image,
+    Kind,
+    Source,
+    SourceError,
+    SourceMissing,
+    open_source,
+)
 from tripwire.config import CameraConfig
 from tripwire.errors import FrameError
 from tripwire.urls import redact
@@ -115,7 +122,7 @@ def iter_frames(
         try:
             source = open_source(url, kind, fps)
         except SourceError as exc:
-            if backoff is None or "no such file" in str(exc):
+            if backoff is None or isinstance(exc, SourceMissing):
                 raise
             failures += 1
             state.drops += 1

@@ -37,6 +37,10 @@ class SourceError(TripwireError):
     """A video source cannot be opened or stopped delivering frames."""
 
 
+class SourceMissing(SourceError):
+    """A file source does not exist: retrying cannot help."""
+
+
 class Source(Protocol):
     """One open connection; ``read`` returns None when it dropped (or a file ended)."""
 
@@ -59,7 +63,7 @@ class CaptureSource:
         self.is_file = is_file_source(source)
         # An image sequence ("frames/%04d.jpg") is a file source that is not one file.
         if self.is_file and "%" not in source and not Path(source).is_file():
-            raise SourceError(f"video source {source}: no such file")
+            raise SourceMissing(f"video source {source}: no such file")
         if source.startswith("rtsp"):
             # TCP interleaving: no lost UDP packets (torn frames) and one port through NAT.
             os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")
