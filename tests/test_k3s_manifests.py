@@ -175,8 +175,9 @@ def test_object_counts_per_kind(built: Any) -> None:
     print(f"\n[{BUILDER}] overlay {label}: {len(objects)} objects")
     for kind, n in sorted(counts.items()):
         print(f"  {kind:24} {n}")
-    # Deployments: detector, events function, console, wake controller.
-    assert counts["Namespace"] == 1 and counts["DaemonSet"] == 1
+    # Deployments: detector, events function, console, wake controller; DaemonSets: the
+    # gateway and the pull-mode cameras.
+    assert counts["Namespace"] == 1 and counts["DaemonSet"] == 2
     assert {d["metadata"]["name"] for d in _find(objects, "Deployment")} == {
         "tripwire-detector", "tripwire-events", "tripwire-console", "tripwire-wake"}  # fmt: skip
     assert counts["ScaledObject"] == 1
@@ -407,6 +408,7 @@ def test_containers_run_real_tripwire_commands_with_valid_settings(
         DetectorSettings,
         EventsSettings,
         GatewaySettings,
+        MotionSettings,
     )
     from tripwire.wake.service import WakeSettings
 
@@ -424,6 +426,7 @@ def test_containers_run_real_tripwire_commands_with_valid_settings(
                 "events": EventsSettings,
                 "console": ConsoleSettings,
                 "cluster": WakeSettings,
+                "cameras": MotionSettings,
             }[args.command]
             env: dict[str, str] = {}
             for source in container.get("envFrom", []):
@@ -432,9 +435,10 @@ def test_containers_run_real_tripwire_commands_with_valid_settings(
             for name, item in _env(container).items():
                 if "value" in item:
                     env[name] = item["value"]
-                elif "fieldRef" in item["valueFrom"]:  # the downward API: only the namespace
-                    assert item["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
-                    env[name] = NAMESPACE
+                elif "fieldRef" in item["valueFrom"]:  # the downward API
+                    path = item["valueFrom"]["fieldRef"]["fieldPath"]
+                    assert path in {"metadata.namespace", "spec.nodeName"}, path
+                    env[name] = NAMESPACE if path == "metadata.namespace" else "edge-node-1"
                 else:
                     ref = item["valueFrom"]["secretKeyRef"]
                     env[name] = base64.b64decode(secrets_[ref["name"]][ref["key"]]).decode()
@@ -451,7 +455,7 @@ def test_containers_run_real_tripwire_commands_with_valid_settings(
             if isinstance(settings, EventsSettings | ConsoleSettings):
                 assert (settings.events_db.url or "").startswith("postgresql://")
             checked += 1
-    assert checked == 5
+    assert checked == 6
 
 
 def _policies_for(objects: list[Obj], labels: dict[str, str]) -> list[Obj]:

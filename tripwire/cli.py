@@ -113,12 +113,23 @@ def _cmd_gateway(args: argparse.Namespace) -> int:
 def _cmd_motion(args: argparse.Namespace) -> int:
     import asyncio
 
-    from functions.motion.publisher import run_pull_mode
+    from functions.motion.cameras import run_pull_mode
     from tripwire.settings import MotionSettings
 
     settings = MotionSettings(**_settings_overrides(args, "config", "camera", "source"))
     _logging(settings.log_level)
     return asyncio.run(run_pull_mode(settings, max_frames=args.max_frames))
+
+
+def _cmd_cameras(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from functions.motion.cameras import run_cameras
+    from tripwire.settings import MotionSettings
+
+    settings = MotionSettings(**_settings_overrides(args, "config", "metrics_port"))
+    _logging(settings.log_level)
+    return asyncio.run(run_cameras(settings))
 
 
 def _cmd_detector(args: argparse.Namespace) -> int:
@@ -358,6 +369,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
 
     p = add(
+        "cameras",
+        _cmd_cameras,
+        "pull every camera that declares a source: (rtsp://, http(s) stream or snapshot, file, "
+        "device) and publish its motion frames; reconnects dropped streams",
+    )
+    common(p)
+    p.add_argument("--metrics-port", type=int, help="/metrics port (default 9109, 0 = free port)")
+
+    p = add(
         "detector",
         _cmd_detector,
         "run the YOLO detector: consume motion frames, archive, publish results and alerts",
@@ -375,7 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
         "run the events function: one record per motion event, alert rules, notifications",
     )
     common(p)
-    p.add_argument("--metrics-port", type=int, help="/metrics port (default 9109, 0 = free)")
+    p.add_argument("--metrics-port", type=int, help="/metrics port (default 9111, 0 = free)")
 
     p = add("console", _cmd_console, "serve the events API (and console) over the events db")
     p.add_argument("--config", help="camera config YAML with `operators:` (env TRIPWIRE_CONFIG)")

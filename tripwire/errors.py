@@ -43,3 +43,9 @@ class StoreError(TripwireError):
 
 class StoreUnavailable(StoreError):
     """The events database cannot be reached now; the caller holds its work and retries."""
+
+
+# The detector's exit status when its model cannot load at all (missing or unreadable weights,
+# ultralytics not installed): restarting cannot help, so the local scaler stops instead
+# (sysexits' EX_CONFIG).
+MODEL_UNAVAILABLE_EXIT = 78

@@ -107,10 +107,15 @@ class GatewaySettings(CommonSettings):
 
 
 class MotionSettings(CommonSettings):
-    """The pull-mode motion process (``tripwire motion --source``)."""
+    """The pull-mode processes: ``tripwire motion --source`` and ``tripwire cameras``."""
 
     camera: str | None = Field(None, description="camera id from the config file")
     source: str | None = Field(None, description="file, rtsp:// URL or /dev/videoN")
+    node: str | None = Field(
+        None, description="tripwire cameras: pull only the cameras whose source names this node"
+    )
+    metrics_host: str = Field("127.0.0.1", description="tripwire cameras: /metrics address")
+    metrics_port: int = Field(9109, ge=0, le=65535, description="0 = any free port")
 
 
 class DetectorSettings(CommonSettings):
@@ -210,7 +215,7 @@ class EventsSettings(CommonSettings):
     webhook_attempts: int = Field(4, ge=1, le=20, description="tries per alert, backoff between")
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
     metrics_host: str = Field("127.0.0.1", description="/metrics listen address")
-    metrics_port: int = Field(9109, ge=0, le=65535, description="0 = any free port")
+    metrics_port: int = Field(9111, ge=0, le=65535, description="0 = any free port")
     stop_timeout_s: float = Field(10.0, gt=0, le=600, description="on SIGTERM, exit within")
 
     @model_validator(mode="after")

@@ -6,13 +6,15 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sys
 
 from functions.detector.metrics import DetectorMetrics, HealthServer
-from functions.detector.model import Model, ModelOptions
+from functions.detector.model import Model, ModelError, ModelOptions
 from functions.detector.worker import Detector
 from tripwire import timeline
 from tripwire.archive import open_archive
 from tripwire.config import load_config
+from tripwire.errors import MODEL_UNAVAILABLE_EXIT
 from tripwire.runtime import connected_broker
 from tripwire.settings import DetectorSettings
 
@@ -61,7 +63,12 @@ async def run_detector(settings: DetectorSettings) -> int:
     try:
         async with connected_broker(settings) as broker:
             await archive.ensure()
-            model = await loading
+            try:
+                model = await loading
+            except ModelError as exc:
+                # Restarting cannot fix it: the exit status tells the local scaler to stop.
+                print(f"tripwire detector: {exc}", file=sys.stderr, flush=True)
+                return MODEL_UNAVAILABLE_EXIT
             if stop_asked.is_set():
                 log.info("stopped before consuming anything")
                 return 0
