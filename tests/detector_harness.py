@@ -508,9 +508,7 @@ def settings_env(prefix: str, block: BaseModel) -> dict[str, str]:
     return out
 
 
-_STOPPED_RE = re.compile(
-    r"detector stopped: (\d+) acked, (\d+) dead-lettered, (\d+) released, (\d+) alerts"
-)
+_STOPPED_RE = re.compile(r"detector stopped: (\d+) acked, (\d+) dead-lettered, (\d+) released")
 _METRICS_RE = re.compile(r"detector metrics on http://[\d.]+:(\d+)/metrics")
 
 
@@ -593,8 +591,8 @@ class DetectorProcess:
         """The figures of its closing log line (acked, dead, released, alerts)."""
         match = _STOPPED_RE.search(self.log())
         assert match, f"{self.name} did not log its closing counts:\n{self.log()[-3000:]}"
-        acked, dead, released, alerts = (int(g) for g in match.groups())
-        return {"acked": acked, "dead": dead, "released": released, "alerts": alerts}
+        acked, dead, released = (int(g) for g in match.groups())
+        return {"acked": acked, "dead": dead, "released": released}
 
     def kill(self) -> None:
         if self.alive():

@@ -223,6 +223,8 @@ class Detector:
             else None
         )
         doc = result_document(meta, pred, self.model, inference_ms, img_key, det_key)
+        # stored_ns: when the detector finished the frame (the events record's latency).
+        doc["stored_ns"] = time.time_ns()
         user_meta = {
             "camera": meta.camera,
             "seq": str(meta.seq),
@@ -246,12 +248,8 @@ class Detector:
                 Header.CAMERA: meta.camera,
                 Header.CONTENT_TYPE: "application/json",
             }
-            # stored_ns: when the result left the detector (the events record's latency).
-            doc["stored_ns"] = time.time_ns()
-            result_body = encode(doc)
             await self._retrying(
-                message,
-                lambda: self.broker.publish(detections_subject(meta.camera), result_body, headers),
+                message, lambda: self.broker.publish(detections_subject(meta.camera), body, headers)
             )
             times.publish_ms += (time.perf_counter() - t0) * 1000
             t0 = time.perf_counter()
