@@ -6,6 +6,7 @@ classifier on its labelled CCTV frames, and the webhook (delivered; never in the
 from __future__ import annotations
 
 import json
+import os
 import random
 import threading
 import time
@@ -22,7 +23,7 @@ from functions.events.alerts import AlertRules
 from functions.events.webhook import Webhook
 from tests.detector_harness import ACCIDENT, ACCIDENT_TEST, model
 from tests.event_factory import T0, S, result
-from tripwire.alert_rules import AlertRule
+from tripwire.alert_rules import AlertRule, unknown_classes
 from tripwire.config import CameraConfig
 from tripwire.errors import StoreUnavailable
 from tripwire.event_messages import FrameResult
@@ -399,3 +400,49 @@ async def test_a_full_webhook_queue_drops_the_oldest_and_still_closes_promptly(
     assert time.monotonic() - started < 5
     assert received == [{"seq": 2}]
     assert (webhook.delivered, webhook.dropped, webhook.failed) == (1, 2, 0)
+
+
+# -- rule classes against the model's labels --------------------------------------------------
+
+
+def test_unknown_rule_classes_are_named() -> None:
+    rules = [
+        AlertRule(kind="intrusion", classes=["person"]),
+        AlertRule(kind="fire", classes=["fire", "smoke"]),
+        AlertRule(kind="typo", classes=["persn", "car"]),
+    ]
+    problems = unknown_classes(rules, {"person", "car", "bus"})
+    assert problems == [
+        "alerts[1] (fire): ['fire', 'smoke'] are not labels of the model",
+        "alerts[2] (typo): ['persn'] are not labels of the model",
+    ]
+    assert unknown_classes(rules[:1], {"person"}) == []
+
+
+def test_a_detector_whose_rules_its_model_cannot_fire_stops_with_the_reason(
+    tmp_path: Path, shared_data: Path, nats_url: str
+) -> None:
+    """The accident classifier knows Accident / Non Accident: a person rule is a config
+    error, and the detector exits with the status that stops the local scaler."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    from tripwire.errors import MODEL_UNAVAILABLE_EXIT
+
+    config = tmp_path / "cameras.yaml"
+    config.write_text(yaml.safe_dump({"alerts": [{"kind": "intrusion", "classes": ["person"]}]}))
+    env = {
+        **os.environ,
+        "TRIPWIRE_HOME": str(tmp_path),
+        "TRIPWIRE_BROKER__URL": "nats://127.0.0.1:4222",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "tripwire.cli", "detector", "--config", str(config),
+         "--weights", str(ACCIDENT), "--metrics-port", "0"],
+        env=env, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert done.returncode == MODEL_UNAVAILABLE_EXIT, done.stderr[-2000:]
+    assert "alerts[0] (intrusion): ['person'] are not labels of the model" in done.stderr
+    assert "Accident" in done.stderr

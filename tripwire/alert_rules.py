@@ -18,6 +18,8 @@ alerts:
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -36,3 +38,14 @@ class AlertRule(BaseModel):
 
     def applies_to(self, camera: str) -> bool:
         return not self.cameras or camera in self.cameras
+
+
+def unknown_classes(rules: Sequence[AlertRule], labels: Collection[str]) -> list[str]:
+    """One line per rule class that a model with ``labels`` can never produce (a typo, or a
+    rule meant for another model): such a rule would never fire, so it is a config error."""
+    problems = []
+    for i, rule in enumerate(rules):
+        missing = [c for c in rule.classes if c not in labels]
+        if missing:
+            problems.append(f"alerts[{i}] ({rule.kind}): {missing} are not labels of the model")
+    return problems

@@ -12,6 +12,7 @@ from functions.detector.metrics import DetectorMetrics, HealthServer
 from functions.detector.model import Model, ModelError, ModelOptions
 from functions.detector.worker import Detector
 from tripwire import timeline
+from tripwire.alert_rules import unknown_classes
 from tripwire.archive import open_archive
 from tripwire.config import load_config
 from tripwire.errors import MODEL_UNAVAILABLE_EXIT
@@ -68,6 +69,14 @@ async def run_detector(settings: DetectorSettings) -> int:
             except ModelError as exc:
                 # Restarting cannot fix it: the exit status tells the local scaler to stop.
                 print(f"tripwire detector: {exc}", file=sys.stderr, flush=True)
+                return MODEL_UNAVAILABLE_EXIT
+            if not model.untrained and (
+                problems := unknown_classes(cameras.alerts, set(model.names.values()))
+            ):
+                # A rule that can never fire is a config error: say so and stop, as above.
+                labels = ", ".join(sorted(set(model.names.values()))[:12])
+                print(f"tripwire detector: {'; '.join(problems)} ({model.name}: {labels}, ...)",
+                      file=sys.stderr, flush=True)  # fmt: skip
                 return MODEL_UNAVAILABLE_EXIT
             if stop_asked.is_set():
                 log.info("stopped before consuming anything")
