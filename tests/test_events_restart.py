@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ from tests.event_factory import T0
 from tests.test_events_alerts import INCIDENT_RULE, burst
 from tripwire.brokers import open_broker
 from tripwire.contract import Header, detections_subject
+from tripwire.embedded_nats import EmbeddedNats
 from tripwire.event_messages import encode
 from tripwire.eventstore import Store
 from tripwire.eventstore.tables import alerts, results
@@ -49,10 +51,20 @@ def _start(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
         )
 
 
+@pytest.fixture
+def own_nats(tmp_path: Path) -> Iterator[str]:
+    """A server of its own: this test declares the default streams (tripwire.>), which
+    would overlap the per-test streams other tests declare on the session's server."""
+    server = EmbeddedNats.start(tmp_path / "nats")
+    yield server.url
+    server.stop()
+
+
 @pytest.mark.timeout(300)
 def test_kill_9_mid_burst_then_restart_keeps_one_alert_per_incident(
-    events_db_url: str, nats_url: str, tmp_path: Path, unique: str
+    events_db_url: str, own_nats: str, tmp_path: Path, unique: str
 ) -> None:
+    nats_url = own_nats
     camera = f"k9-{unique}"
     frames = burst(camera, INCIDENTS)
     # 4 replicas take the camera's frames round robin; each publishes its results in turn.
