@@ -24,7 +24,7 @@ from tripwire import timeline
 from tripwire.brokers import Broker
 from tripwire.config import CameraConfig, CamerasFile
 from tripwire.contract import WAKE_SUBJECT, FrameMeta, Header
-from tripwire.errors import BrokerError, TripwireError
+from tripwire.errors import BrokerError, PayloadTooLarge, TripwireError
 from tripwire.tokens import verify
 
 T = TypeVar("T")
@@ -151,6 +151,8 @@ class Edge:
         started = time.perf_counter()
         try:
             await self.broker.publish(meta.subject, body, meta.to_headers())
+        except PayloadTooLarge:
+            raise  # permanent: the API answers 413, not 503
         except BrokerError as exc:
             raise BrokerDown(f"camera {camera}: frame {frame_seq}: {exc}") from exc
         self.metrics.publish_seconds.observe(time.perf_counter() - started)

@@ -35,3 +35,12 @@ class ArchiveError(TripwireError):
 
 class ArchiveUnavailable(ArchiveError):
     """The archive cannot be reached now (retries used up); the caller may retry later."""
+
+
+class BrokerRejected(BrokerError):
+    """The broker refused this message for good (too large, unroutable): retrying the same
+    message cannot succeed, so it is answered or dead-lettered at once."""
+
+
+class PayloadTooLarge(BrokerRejected):
+    """The message is over the broker's size limit (NATS max_payload, a stream's max size)."""
