@@ -14,6 +14,7 @@ one event loop, one lifespan and one broker connection.
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 from typing import Any
 
@@ -21,6 +22,8 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from tripwire.settings import GatewaySettings
+
+log = logging.getLogger(__name__)
 
 # The only paths the camera-facing port answers when the internal port is separate.
 CAMERA_PATHS = frozenset({"/healthz", "/readyz"})
@@ -110,6 +113,11 @@ def server(
     if settings.internal_port is not None:
         sockets.append(bind(settings.host, settings.internal_port))
         app = CameraPortOnly(app, sockets[0].getsockname()[1])
+    where = [f"http://{settings.host}:{s.getsockname()[1]}" for s in sockets]
+    if len(where) == 2:
+        log.info("gateway listening on %s (cameras) and %s (metrics, docs)", *where)
+    else:
+        log.info("gateway listening on %s", where[0])
     config = uvicorn.Config(
         app,
         http=header_deadline(settings.header_timeout_s),
