@@ -8,7 +8,8 @@ own deadline in the ingest route (``body_timeout_s``).
 With ``internal_port`` set, the camera-facing port serves only what a camera needs (the
 ingest route and the health probes); /metrics and the API docs are on the internal port,
 which a cluster does not expose. One uvicorn server listens on both sockets, so there is
-one event loop, one lifespan and one broker connection.
+one event loop, one lifespan and one broker connection; with ``tls_certfile`` both ports
+speak HTTPS (cameras' frames and tokens never cross the network in clear).
 """
 
 from __future__ import annotations
@@ -113,7 +114,8 @@ def server(
     if settings.internal_port is not None:
         sockets.append(bind(settings.host, settings.internal_port))
         app = CameraPortOnly(app, sockets[0].getsockname()[1])
-    where = [f"http://{settings.host}:{s.getsockname()[1]}" for s in sockets]
+    scheme = "https" if settings.tls_certfile else "http"
+    where = [f"{scheme}://{settings.host}:{s.getsockname()[1]}" for s in sockets]
     if len(where) == 2:
         log.info("gateway listening on %s (cameras) and %s (metrics, docs)", *where)
     else:
@@ -124,6 +126,8 @@ def server(
         access_log=False,
         log_config=None,  # the process's logging: one redacted format for every line
         log_level=settings.log_level.lower(),
+        ssl_certfile=settings.tls_certfile,
+        ssl_keyfile=settings.tls_keyfile,
         **options,
     )
     return uvicorn.Server(config), sockets

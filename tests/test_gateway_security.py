@@ -8,6 +8,7 @@ import asyncio
 import logging
 import os
 import socket
+import ssl
 import struct
 import subprocess
 import sys
@@ -524,3 +525,41 @@ def test_multipart_without_a_boundary_is_refused(client: httpx.Client) -> None:
         headers=_headers(content_type="multipart/form-data"),
     )
     assert r.status_code == 422 and "boundary" in r.json()["detail"], r.text
+
+
+def _self_signed(folder: Path) -> tuple[Path, Path]:
+    cert, key = folder / "tls.crt", folder / "tls.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    return cert, key
+
+
+def test_cameras_post_over_tls(nats: EmbeddedNats, tmp_path: Path) -> None:
+    """With a certificate both ports speak HTTPS: a camera's token and frames never cross
+    the network in clear, and a plain-HTTP request gets no answer from the gateway."""
+    cert, key = _self_signed(tmp_path)
+    internal = free_port()
+    settings = _settings(tls_certfile=cert, tls_keyfile=key, internal_port=internal)
+    with running_gateway(settings, _cameras(), nats.url) as url:
+        tls_url = url.replace("http://", "https://")
+        with httpx.Client(
+            base_url=tls_url, timeout=30, verify=ssl.create_default_context(cafile=cert)
+        ) as c:
+            r = c.post("/v1/cameras/cam-a/frames", content=jpeg(background()), headers=_headers())
+            assert r.status_code == 202, r.text
+            assert c.get("/metrics").status_code == 404
+        with httpx.Client(timeout=30, verify=ssl.create_default_context(cafile=cert)) as c:
+            assert c.get(f"https://127.0.0.1:{internal}/metrics").status_code == 200
+        with httpx.Client(base_url=url, timeout=30) as plain:
+            try:
+                answer = plain.post(
+                    "/v1/cameras/cam-a/frames", content=jpeg(background()), headers=_headers()
+                )
+            except httpx.HTTPError:
+                pass  # the TLS server closed the connection
+            else:
+                assert answer.status_code == 400, answer.text  # not a frame accepted

@@ -161,6 +161,10 @@ class GatewaySettings(CommonSettings):
         description="serve /metrics and /docs only on this port, cameras on `port`; "
         "unset = everything on `port`",
     )
+    tls_certfile: Path | None = Field(
+        None, description="PEM certificate (chain): serve HTTPS on every port; unset = HTTP"
+    )
+    tls_keyfile: Path | None = Field(None, description="PEM private key of tls_certfile")
     motion_threads: int = Field(
         2, ge=1, le=64, description="threads running the motion function (OpenCV frees the GIL)"
     )
@@ -170,6 +174,15 @@ class GatewaySettings(CommonSettings):
         description="false publishes every frame (the always-on CCTV baseline of the "
         "energy benchmark)",
     )
+
+
+    @model_validator(mode="after")
+    def _ports(self) -> GatewaySettings:
+        if (self.tls_certfile is None) != (self.tls_keyfile is None):
+            raise ValueError("tls_certfile and tls_keyfile go together")
+        if self.internal_port is not None and self.internal_port == self.port != 0:
+            raise ValueError("internal_port must differ from port")
+        return self
 
 
 class MotionSettings(CommonSettings):
