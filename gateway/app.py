@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -43,6 +44,13 @@ async def preflight(settings: GatewaySettings, broker: Broker) -> None:
         await broker.close()
 
 
+async def _report_status(edge: Edge, interval_s: float) -> None:
+    """Every ``interval_s``: each camera's status for the events function (best effort)."""
+    while True:
+        await asyncio.sleep(interval_s)
+        await edge.report_status()  # a failed publish is counted, never raised
+
+
 def create_app(settings: GatewaySettings, cameras: CamerasFile, broker: Broker) -> FastAPI:
     """Build the app; it connects ``broker`` at start-up if needed and closes it at shutdown."""
     metrics = GatewayMetrics()
@@ -54,9 +62,13 @@ def create_app(settings: GatewaySettings, cameras: CamerasFile, broker: Broker) 
         check_frame_limit(settings, broker)
         edge = Edge(cameras, broker, metrics, settings.motion_threads, settings.motion_gate)
         app.state.edge = edge
+        status = asyncio.create_task(_report_status(edge, settings.status_interval_s))
         try:
             yield
         finally:
+            status.cancel()
+            await asyncio.gather(status, return_exceptions=True)
+            await edge.report_status()  # the last counts of an open event
             edge.close()
             await broker.close()
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import hmac
 import itertools
-import json
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -19,11 +18,10 @@ from typing import TypeVar
 
 from functions.motion import MotionDetector, MotionResult
 from functions.motion.probe import probe
+from functions.motion.publisher import MotionPublisher, frame_meta
 from gateway.metrics import GatewayMetrics
-from tripwire import timeline
 from tripwire.brokers import Broker
 from tripwire.config import CameraConfig, CamerasFile
-from tripwire.contract import WAKE_SUBJECT, FrameMeta, Header
 from tripwire.errors import BrokerError, PayloadTooLarge, TripwireError
 from tripwire.tokens import verify
 
@@ -80,10 +78,19 @@ class Edge:
         self.motion_gate = motion_gate
         self._cameras = {c.id: CameraState(c, MotionDetector(c)) for c in cameras.cameras}
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="motion")
-        self._wakes: set[asyncio.Task[None]] = set()
+        # One publish, wake and event-message path with pull mode (tripwire cameras).
+        self.publisher = MotionPublisher(
+            broker,
+            lambda: metrics.rejects.labels("wake_failed").inc(),
+            lambda: metrics.rejects.labels("event_message_failed").inc(),
+        )
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+    async def report_status(self) -> None:
+        """Publish each active camera's status (called every few seconds)."""
+        await self.publisher.report_status()
 
     def authenticate(self, camera_id: str, token: str | None) -> CameraState:
         """Return the camera's state; raise UnknownCamera or Unauthorized."""
@@ -134,54 +141,20 @@ class Edge:
         self.metrics.frames.labels(camera).inc()
         if result.event_opened:
             self.metrics.events.labels(camera).inc()
+        self.publisher.observe(camera, result, capture)
         if not result.publish:
             return Ingested(frame_seq, result, False)
-        meta = FrameMeta(
-            camera=camera,
-            seq=frame_seq,
-            capture_ns=capture,
-            receive_ns=receive_ns,
-            width=result.width,
-            height=result.height,
-            content_type=content_type,
-            motion_score=result.score,
-            boxes=result.boxes,
-            event_id=result.event_id,
-        )
+        meta = frame_meta(camera, frame_seq, capture, receive_ns, result, content_type)
         started = time.perf_counter()
         try:
-            await self.broker.publish(meta.subject, body, meta.to_headers())
+            await self.publisher.publish(meta, body, result.event_opened)
         except PayloadTooLarge:
             raise  # permanent: the API answers 413, not 503
         except BrokerError as exc:
             raise BrokerDown(f"camera {camera}: frame {frame_seq}: {exc}") from exc
         self.metrics.publish_seconds.observe(time.perf_counter() - started)
         self.metrics.motion_frames.labels(camera).inc()
-        if result.event_opened:
-            timeline.record(
-                "motion_published", camera=camera, seq=frame_seq, event_id=result.event_id
-            )
-            task = asyncio.create_task(self._wake(camera, result.event_id or ""))
-            self._wakes.add(task)
-            task.add_done_callback(self._wakes.discard)
         return Ingested(frame_seq, result, True)
-
-    async def _wake(self, camera: str, event_id: str) -> None:
-        """Push activation: tell a scaled-to-zero detector to start now (best effort).
-
-        Sent after the frame itself is stored, so the worker it wakes finds work; a lost
-        wake costs only latency, because the scaler's depth poll still sees the frame.
-        """
-        headers = {
-            Header.CAMERA: camera,
-            Header.EVENT: event_id,
-            Header.CONTENT_TYPE: "application/json",
-        }
-        body = json.dumps({"camera": camera, "event_id": event_id}).encode()
-        try:
-            await self.broker.publish(WAKE_SUBJECT, body, headers)
-        except BrokerError:
-            self.metrics.rejects.labels("wake_failed").inc()
 
 
 def _ungated(body: bytes) -> MotionResult:

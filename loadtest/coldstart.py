@@ -98,6 +98,7 @@ async def measure(
         timeline_path=tl,
         push_activation=push,
         prefork=prefork,
+        console_port=0,
     )
     # A walker crosses from t=3 s on: frames 0..29 are still, the rest show motion.
     scene = Scene(fps=10.0, walkers=[Walker(x=-80, y=280, w=70, h=180, vx=120, start_s=3.0)])

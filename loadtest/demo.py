@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -44,6 +45,7 @@ class DemoOptions:
     home: Path = Path(".tripwire") / "demo"
     drain_s: float = 120.0  # after the cameras stop: wait for the queue and scale-to-zero
     prefork: bool = True  # fork detector workers from a standby (tripwire demo --no-prefork)
+    keep_open: bool = False  # keep the console (and the stack) up until Ctrl-C
 
 
 def resolve_weights(requested: str | None, home: Path) -> tuple[str, str | None]:
@@ -157,7 +159,7 @@ async def run_demo(options: DemoOptions) -> int:
     tty = sys.stdout.isatty()
     started = time.monotonic()
     stack_options = StackOptions(
-        gateway, detector, timeline_path=timeline_path, prefork=options.prefork
+        gateway, detector, timeline_path=timeline_path, prefork=options.prefork, console_port=0
     )
     async with running_stack(stack_options) as stack:
         listener = open_broker(gateway.broker, stack.endpoint.url)
@@ -197,8 +199,17 @@ async def run_demo(options: DemoOptions) -> int:
             task.cancel()
         await listener.close()
         summary = _summary(stack, cams, tally, gw, time.monotonic() - started, label, timeline_path)
-    print(summary["text"])
-    print(json.dumps(summary["json"]))
+        print(summary["text"])
+        print(json.dumps(summary["json"]))
+        token_file = home / "operator-token"
+        print(f"events API: {stack.console_url}/v1/events (Bearer token in {token_file})")
+        if options.keep_open:
+            print("--keep-open: the console stays up; Ctrl-C stops it")
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            await stop.wait()
     return 0
 
 

@@ -155,7 +155,7 @@ async def run_mode(mode: str, options: EnergyOptions, weights: str, folder: Path
         for i, (src, fps) in enumerate(sources)
     ]
     tally = Tally()
-    stack_options = StackOptions(gateway, detector, policy=policy, timeline_path=tl)
+    stack_options = StackOptions(gateway, detector, policy=policy, timeline_path=tl, console_port=0)
     tty = sys.stdout.isatty()
     async with running_stack(stack_options) as stack:
         await _wait_ready(stack, mode, tl, options.ready_timeout_s)

@@ -41,7 +41,13 @@ from functions.detector.worker import Detector
 from tripwire.archive import detections_key, frame_key
 from tripwire.brokers.jetstream import JetStreamBroker, MiB, NatsSettings
 from tripwire.brokers.rabbitmq import RabbitBroker, RabbitSettings
-from tripwire.contract import FrameMeta, alerts_subject, detections_subject, motion_subject
+from tripwire.contract import (
+    FrameMeta,
+    alerts_subject,
+    detections_subject,
+    events_subject,
+    motion_subject,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -197,7 +203,9 @@ def nats_settings(unique: str, cameras: Sequence[str], **overrides: Any) -> Nats
         "stream": f"DM_{unique}",
         "subjects": [motion_subject(c) for c in cameras],
         "results_stream": f"DR_{unique}",
-        "results_subjects": [f(c) for c in cameras for f in (detections_subject, alerts_subject)],
+        "results_subjects": [
+            f(c) for c in cameras for f in (detections_subject, alerts_subject, events_subject)
+        ],
         "dead_stream": f"DD_{unique}",
         "dead_prefix": f"t{unique}.dead",
         "durable": f"det_{unique}",
@@ -354,6 +362,20 @@ class NatsWire:
     async def open(self) -> None:
         await self.broker.connect()
 
+    def events_feed(self) -> JetStreamBroker:
+        """An adapter whose fetch reads the events function's feed (not yet connected)."""
+        return JetStreamBroker(
+            self.url, self.settings, connect_timeout_s=10.0, publish_timeout_s=5.0, feed="events"
+        )
+
+    async def events_waiting(self) -> int:
+        feed = self.events_feed()
+        await feed.connect()
+        try:
+            return await feed.depth()
+        finally:
+            await feed.close()
+
     async def results(self, camera: str, count: int, within: float = 30.0) -> list[Received]:
         return await nats_read(
             self.url, self.settings.results_stream, detections_subject(camera), count, within
@@ -406,6 +428,16 @@ class RabbitWire:
             rabbit_listen, self.url, self.settings.exchange, self.results_queue, keys
         )
 
+    def events_feed(self) -> RabbitBroker:
+        """An adapter whose fetch reads the events function's feed (not yet connected)."""
+        return RabbitBroker(
+            self.url, self.settings, connect_timeout_s=10.0, publish_timeout_s=5.0, feed="events"
+        )
+
+    async def events_waiting(self) -> int:
+        """Ready messages of the events queue (AMQP: no statistics lag)."""
+        return await asyncio.to_thread(rabbit_ready, self.url, self.settings.events_queue_name)
+
     async def _take(self, subject: str, count: int, within: float) -> list[Received]:
         deadline = time.monotonic() + within
         while len(self._seen.get(subject, [])) < count and time.monotonic() < deadline:
@@ -437,7 +469,7 @@ class RabbitWire:
     async def close(self) -> None:
         await self.broker.close()
         s = self.settings
-        for queue in (s.queue, s.dead_letter_queue, self.results_queue):
+        for queue in (s.queue, s.dead_letter_queue, s.events_queue_name, self.results_queue):
             await asyncio.to_thread(rabbit_admin_delete, "queues", queue)
         for exchange in (s.exchange, s.dead_letter_exchange):
             await asyncio.to_thread(rabbit_admin_delete, "exchanges", exchange)

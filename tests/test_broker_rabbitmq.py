@@ -53,7 +53,7 @@ def settings(unique: str) -> Iterator[RabbitSettings]:
         max_length=100,
     )
     yield names
-    for queue in (names.queue, names.dead_letter_queue):
+    for queue in (names.queue, names.dead_letter_queue, names.events_queue_name):
         _admin("DELETE", f"queues/%2F/{quote(queue, safe='')}")
     for exchange in (names.exchange, names.dead_letter_exchange):
         _admin("DELETE", f"exchanges/%2F/{quote(exchange, safe='')}")

@@ -93,7 +93,7 @@ async def kit(request: pytest.FixtureRequest, unique: str) -> AsyncIterator[Kit]
     for broker in kit.made:
         await broker.close()
     if request.param == "rabbitmq":
-        for queue in (rabbit.queue, rabbit.dead_letter_queue):
+        for queue in (rabbit.queue, rabbit.dead_letter_queue, rabbit.events_queue_name):
             _admin("DELETE", f"queues/%2F/{quote(queue, safe='')}")
         for exchange in (rabbit.exchange, rabbit.dead_letter_exchange):
             _admin("DELETE", f"exchanges/%2F/{quote(exchange, safe='')}")
@@ -271,7 +271,7 @@ async def rabbit(rabbitmq_url: str, unique: str) -> AsyncIterator[RabbitBroker]:
     await broker.connect()
     yield broker
     await broker.close()
-    for queue in (settings.queue, settings.dead_letter_queue):
+    for queue in (settings.queue, settings.dead_letter_queue, settings.events_queue_name):
         _admin("DELETE", f"queues/%2F/{quote(queue, safe='')}")
     for exchange in (settings.exchange, settings.dead_letter_exchange):
         _admin("DELETE", f"exchanges/%2F/{quote(exchange, safe='')}")

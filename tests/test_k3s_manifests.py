@@ -175,7 +175,11 @@ def test_object_counts_per_kind(built: Any) -> None:
     print(f"\n[{BUILDER}] overlay {label}: {len(objects)} objects")
     for kind, n in sorted(counts.items()):
         print(f"  {kind:24} {n}")
-    assert counts["Namespace"] == 1 and counts["Deployment"] == 1 and counts["DaemonSet"] == 1
+    # Deployments: detector, events function, console, wake controller; DaemonSets: the
+    # gateway and the pull-mode cameras.
+    assert counts["Namespace"] == 1 and counts["DaemonSet"] == 2
+    assert {d["metadata"]["name"] for d in _find(objects, "Deployment")} == {
+        "tripwire-detector", "tripwire-events", "tripwire-console", "tripwire-wake"}  # fmt: skip
     assert counts["ScaledObject"] == 1
     names = [(o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"]) for o in objects]
     assert len(names) == len(set(names)), "no object twice"
@@ -441,7 +445,14 @@ def test_containers_run_real_tripwire_commands_with_valid_settings(
     built: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from tripwire.cli import build_parser
-    from tripwire.settings import DetectorSettings, GatewaySettings
+    from tripwire.settings import (
+        ConsoleSettings,
+        DetectorSettings,
+        EventsSettings,
+        GatewaySettings,
+        MotionSettings,
+    )
+    from tripwire.wake.service import WakeSettings
 
     _, _, objects = built
     secrets_ = {s["metadata"]["name"]: s["data"] for s in _find(objects, "Secret")}
@@ -451,7 +462,14 @@ def test_containers_run_real_tripwire_commands_with_valid_settings(
             if not container["image"].startswith("tripwire-"):
                 continue
             args = build_parser().parse_args(container["args"])
-            settings_cls = {"gateway": GatewaySettings, "detector": DetectorSettings}[args.command]
+            settings_cls = {
+                "gateway": GatewaySettings,
+                "detector": DetectorSettings,
+                "events": EventsSettings,
+                "console": ConsoleSettings,
+                "cluster": WakeSettings,
+                "cameras": MotionSettings,
+            }[args.command]
             env: dict[str, str] = {}
             for source in container.get("envFrom", []):
                 data = secrets_[source["secretRef"]["name"]]
@@ -459,6 +477,10 @@ def test_containers_run_real_tripwire_commands_with_valid_settings(
             for name, item in _env(container).items():
                 if "value" in item:
                     env[name] = item["value"]
+                elif "fieldRef" in item["valueFrom"]:  # the downward API
+                    path = item["valueFrom"]["fieldRef"]["fieldPath"]
+                    assert path in {"metadata.namespace", "spec.nodeName"}, path
+                    env[name] = NAMESPACE if path == "metadata.namespace" else "edge-node-1"
                 else:
                     ref = item["valueFrom"]["secretKeyRef"]
                     env[name] = base64.b64decode(secrets_[ref["name"]][ref["key"]]).decode()
@@ -467,11 +489,15 @@ def test_containers_run_real_tripwire_commands_with_valid_settings(
             for name, value in env.items():
                 monkeypatch.setenv(name, value)
             settings = settings_cls()  # the prod profile: placeholders would be refused here
-            assert settings.profile == "prod" and settings.broker.url
-            if isinstance(settings, DetectorSettings):
-                assert settings.archive.backend == "s3" and settings.metrics_host == "0.0.0.0"
+            assert settings.profile == "prod"
+            if not isinstance(settings, ConsoleSettings):  # the console reads the db only
+                assert settings.broker.url
+            if isinstance(settings, DetectorSettings | ConsoleSettings):
+                assert settings.archive.backend == "s3"
+            if isinstance(settings, EventsSettings | ConsoleSettings):
+                assert (settings.events_db.url or "").startswith("postgresql://")
             checked += 1
-    assert checked == 2
+    assert checked == 6
 
 
 def _policies_for(objects: list[Obj], labels: dict[str, str]) -> list[Obj]:
@@ -557,3 +583,21 @@ def test_real_secret_files_are_git_ignored() -> None:
     )
     ignored = set(result.stdout.split())
     assert ignored == set(real), f"not ignored by .gitignore: {sorted(set(real) - ignored)}"
+
+
+def test_events_database_admits_only_the_events_function_and_console(built: Any) -> None:
+    _, _, objects = built
+    (policy,) = _find(objects, "NetworkPolicy", "postgres-from-events")
+    [rule] = policy["spec"]["ingress"]
+    allowed = rule["from"][0]["podSelector"]["matchLabels"]
+    labelled = sorted(
+        w["metadata"]["name"]
+        for w, pod in _pod_specs(objects)
+        if allowed.items() <= pod["metadata"]["labels"].items()
+    )
+    assert labelled == ["tripwire-console", "tripwire-events"]
+    for name in ("tripwire-console", "tripwire-events"):
+        (deployment,) = _find(objects, "Deployment", name)
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        sources = {s["secretRef"]["name"] for s in container.get("envFrom", [])}
+        assert "tripwire-events-db" in sources

@@ -42,7 +42,7 @@ def test_iter_pull_stamps_from_fps_and_encodes_only_published_frames(clip: Path)
     opened = [i for i, r in enumerate(results) if r.event_opened]
     assert len(opened) == 1 and opened[0] <= 17
     assert results[opened[0]].event_id == f"cam-1-{10**18 + opened[0] * 100_000_000}"
-    for result, body, _, _ in out:
+    for result, body, *_ in out:
         assert (result.width, result.height) == (1280, 720)
         assert result.content_type is None
         if result.publish:

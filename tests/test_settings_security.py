@@ -195,6 +195,7 @@ VARIABLES = [
     ("TRIPWIRE_BROKER__URLL", "nats://h:4222", "urll"),  # nested: the block's extra=forbid
     ("TRIPWIRE_WEIGHTS", "yolo11n.pt", None),  # the detector's: one shell serves both
     ("TRIPWIRE_TIMELINE", "/tmp/t.jsonl", None),  # read outside the settings classes
+    ("TRIPWIRE_DEPLOYMENTS", '["tripwire-detector"]', None),  # the wake controller's
     ("TRIPWIRE_PROFILE", "dev", None),
 ]
 

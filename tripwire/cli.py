@@ -36,9 +36,18 @@ def _settings_overrides(args: argparse.Namespace, *names: str) -> dict[str, Any]
 
 
 def _cmd_token(args: argparse.Namespace) -> int:
+    from tripwire.config import OperatorConfig
     from tripwire.contract import check_camera_id
     from tripwire.tokens import hash_token, new_token
 
+    if args.operator:
+        token = new_token()
+        entry = OperatorConfig(name=args.camera, token_hash=hash_token(token))
+        print(f"operator token for {entry.name} (shown once; keep it in a password manager):")
+        print(f"  {token}\n")
+        print("paste under `operators:` in your config file:")
+        print(f'  - name: {entry.name}\n    token_hash: "{entry.token_hash}"')
+        return 0
     camera = check_camera_id(args.camera)
     token = new_token()
     print(f"token for {camera} (shown once; give it to the camera):\n  {token}\n")
@@ -54,6 +63,7 @@ def _cmd_init(args: argparse.Namespace) -> int:
     settings = GatewaySettings()
     path, tokens_path = write_starter_config(settings.home, args.cameras, force=args.force)
     print(f"wrote {path} ({args.cameras} camera(s)); their tokens are in {tokens_path} (mode 600)")
+    print(f"the console's operator token is in {settings.home / 'operator-token'} (mode 600)")
     return 0
 
 
@@ -101,12 +111,23 @@ def _cmd_gateway(args: argparse.Namespace) -> int:
 def _cmd_motion(args: argparse.Namespace) -> int:
     import asyncio
 
-    from functions.motion.publisher import run_pull_mode
+    from functions.motion.cameras import run_pull_mode
     from tripwire.settings import MotionSettings
 
     settings = MotionSettings(**_settings_overrides(args, "config", "camera", "source"))
     _logging(settings.log_level)
     return asyncio.run(run_pull_mode(settings, max_frames=args.max_frames))
+
+
+def _cmd_cameras(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from functions.motion.cameras import run_cameras
+    from tripwire.settings import MotionSettings
+
+    settings = MotionSettings(**_settings_overrides(args, "config", "metrics_port"))
+    _logging(settings.log_level)
+    return asyncio.run(run_cameras(settings))
 
 
 def _cmd_detector(args: argparse.Namespace) -> int:
@@ -123,6 +144,56 @@ def _cmd_detector(args: argparse.Namespace) -> int:
     return asyncio.run(run_detector(settings))
 
 
+def _cmd_events(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from functions.events.run import run_events
+    from tripwire.settings import EventsSettings
+
+    settings = EventsSettings(**_settings_overrides(args, "config", "metrics_port"))
+    _logging(settings.log_level)
+    return asyncio.run(run_events(settings))
+
+
+def _cmd_console(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from console.app import create_app
+    from tripwire.archive import open_archive
+    from tripwire.config import load_config
+    from tripwire.eventstore import Store
+    from tripwire.settings import ConsoleSettings
+
+    overrides = _settings_overrides(args, "config", "host")
+    if args.port is not None:
+        overrides["console_port"] = args.port
+    settings = ConsoleSettings(**overrides)
+    _logging(settings.log_level)
+    cameras = load_config(settings.config_path())
+    if not cameras.operators:
+        log.warning("no operators configured: every API call will be answered 401")
+    db = settings.events_db
+    store = Store(
+        db.resolved_url(settings.home),
+        pool_size=db.pool_size,
+        connect_timeout_s=db.connect_timeout_s,
+    )
+    app = create_app(
+        cameras,
+        store,
+        open_archive(settings.archive, settings.home),
+        retry_after_s=settings.retry_after_s,
+    )
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.console_port,
+        access_log=False,
+        log_level=settings.log_level.lower(),
+    )
+    return 0
+
+
 def _stack_options(args: argparse.Namespace) -> Any:
     from tripwire.settings import DetectorSettings, GatewaySettings
     from tripwire.stack import StackOptions
@@ -134,6 +205,7 @@ def _stack_options(args: argparse.Namespace) -> Any:
     return StackOptions(
         gateway,
         detector,
+        console_port=args.console_port,
         policy=args.policy,
         timeline_path=args.timeline or home / "timeline.jsonl",
         prefork=not args.no_prefork,
@@ -164,6 +236,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         weights=args.weights,
         task=args.task,
         prefork=not args.no_prefork,
+        keep_open=args.keep_open,
     )
     if args.home:
         options.home = args.home
@@ -204,6 +277,27 @@ def _cmd_cluster_watch(args: argparse.Namespace) -> int:
             if broker is not None:
                 await broker.close()
         return 0
+
+    return asyncio.run(run())
+
+
+def _cmd_cluster_wake(args: argparse.Namespace) -> int:
+    import asyncio
+    import signal as signals
+
+    from tripwire.wake.service import WakeSettings, run_wake
+
+    overrides = _settings_overrides(args, "namespace", "kubeconfig", "metrics_port")
+    if args.deployment:
+        overrides["deployments"] = args.deployment
+    settings = WakeSettings(**overrides)
+    _logging(settings.log_level)
+
+    async def run() -> int:
+        stop = asyncio.Event()
+        for sig in (signals.SIGINT, signals.SIGTERM):
+            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+        return await run_wake(settings, stop)
 
     return asyncio.run(run())
 
@@ -273,6 +367,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
 
     p = add(
+        "cameras",
+        _cmd_cameras,
+        "pull every camera that declares a source: (rtsp://, http(s) stream or snapshot, file, "
+        "device) and publish its motion frames; reconnects dropped streams",
+    )
+    common(p)
+    p.add_argument("--metrics-port", type=int, help="/metrics port (default 9109, 0 = free port)")
+
+    p = add(
         "detector",
         _cmd_detector,
         "run the YOLO detector: consume motion frames, archive, publish results and alerts",
@@ -285,6 +388,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics-port", type=int, help="/metrics and /readyz port (0 = free port)")
 
     p = add(
+        "events",
+        _cmd_events,
+        "run the events function: one record per motion event, alert rules, notifications",
+    )
+    common(p)
+    p.add_argument("--metrics-port", type=int, help="/metrics port (default 9111, 0 = free)")
+
+    p = add("console", _cmd_console, "serve the events API (and console) over the events db")
+    p.add_argument("--config", help="camera config YAML with `operators:` (env TRIPWIRE_CONFIG)")
+    p.add_argument("--host", help="listen address (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="listen port (default 8090)")
+
+    p = add(
         "up",
         _cmd_up,
         "run the whole pipeline on this machine: broker, gateway with "
@@ -293,6 +409,9 @@ def build_parser() -> argparse.ArgumentParser:
     common(p)
     p.add_argument("--host", help="gateway listen address (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="gateway port (default 8080)")
+    p.add_argument(
+        "--console-port", type=int, default=8090, help="events API / console port (default 8090)"
+    )
     p.add_argument("--weights", help="detector weights (.pt/.onnx/.tflite) or .yaml")
     p.add_argument("--task", choices=["detect", "classify"], help="model task if not inferred")
     p.add_argument(
@@ -315,6 +434,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", help="detector weights (default yolo11n.pt, else untrained)")
     p.add_argument("--task", choices=["detect", "classify"], help="model task if not inferred")
     p.add_argument("--home", type=Path, help="state dir (default .tripwire/demo)")
+    p.add_argument(
+        "--keep-open", action="store_true", help="keep the console up after the demo (Ctrl-C)"
+    )
     p.add_argument("--no-prefork", action="store_true", help=NO_PREFORK_HELP)
 
     p = add("cluster", None, "follow tripwire on a k3s/Kubernetes cluster")
@@ -332,6 +454,18 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--interval", type=float, default=5.0, help="depth poll seconds")
     watch.add_argument("--out", type=Path, default=Path("cluster-timeline.jsonl"))
     watch.set_defaults(func=_cmd_cluster_watch)
+    wake = cluster.add_parser(
+        "wake",
+        help="scale the detector Deployment 0 -> 1 on the gateway's wake signal",
+        description="push activation on a cluster: on each wake signal, set the detector "
+        "Deployment's /scale to 1 if it is at 0 and its ScaledObject is not paused",
+    )
+    wake.add_argument("--broker", help="nats://… or amqp://… (env TRIPWIRE_BROKER__URL)")
+    wake.add_argument("--namespace", help="default tripwire")
+    wake.add_argument("--deployment", action="append", help="repeatable; default tripwire-detector")
+    wake.add_argument("--kubeconfig", help="default: in-cluster, else ~/.kube/config")
+    wake.add_argument("--metrics-port", type=int, help="/metrics and /readyz (default 9110)")
+    wake.set_defaults(func=_cmd_cluster_wake)
 
     p = add("bench", None, "benchmarks on this machine")
     bench = p.add_subparsers(dest="bench_command", required=True, metavar="ACTION")
@@ -367,7 +501,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="print a fresh token once and the config line to paste",
         description="print a fresh token once and the config line to paste",
     )
-    new.add_argument("camera", help="camera id")
+    new.add_argument("camera", help="camera id (or operator name with --operator)")
+    new.add_argument(
+        "--operator", action="store_true", help="a console operator's token instead of a camera's"
+    )
     new.set_defaults(func=_cmd_token)
 
     p = add("config", None, "camera config file tools")

@@ -156,19 +156,28 @@ async def watch_cluster(
     interval_s: float,
     stop: asyncio.Event,
 ) -> None:  # pragma: no cover - needs a cluster
-    """Run until ``stop``: the Deployment watch in a thread, depth polls on the loop."""
+    """Run until ``stop``: the Deployment watch in a thread, depth polls on the loop.
+
+    The watch thread is a daemon, not the loop's executor: a watch with no event blocks in a
+    socket read for up to its timeout (300 s), and ``asyncio.run`` waits for executor threads,
+    so SIGTERM would wait that long; a daemon thread ends with the process.
+    """
     writer = JsonlWriter(out)
     timeline = ClusterTimeline()
-    loop = asyncio.get_running_loop()
+    failure: list[BaseException] = []
 
     def follow() -> None:
-        for obj in _deployment_events(namespace, name, kubeconfig):
-            if stop.is_set():
-                return
-            for event in timeline.on_deployment(obj, time.time_ns()):
-                writer.write(event)
+        try:
+            for obj in _deployment_events(namespace, name, kubeconfig):
+                if stop.is_set():
+                    return
+                for event in timeline.on_deployment(obj, time.time_ns()):
+                    writer.write(event)
+        except BaseException as exc:  # handed to the loop, which re-raises it
+            failure.append(exc)
 
-    watcher = loop.run_in_executor(None, follow)
+    watcher = threading.Thread(target=follow, name="cluster-watch", daemon=True)
+    watcher.start()
     while not stop.is_set():
         if depth is not None:
             try:
@@ -177,6 +186,7 @@ async def watch_cluster(
                 log.warning("queue depth unavailable: %s", exc)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), interval_s)
-        if watcher.done():
-            watcher.result()  # re-raise a watch failure
+        if failure:
+            raise failure[0]  # a watch failure
+        if not watcher.is_alive():
             return

@@ -9,6 +9,9 @@ cameras:
     motion: {min_area: 0.0005}
     masks: [[[0.0, 0.0], [1.0, 0.0], [1.0, 0.08], [0.0, 0.08]]]   # e.g. an on-screen clock
     zones: {driveway: [[0.1, 0.5], [0.6, 0.5], [0.6, 1.0], [0.1, 1.0]]}
+  - id: cam-2
+    token_hash: "sha256:..."
+    source: {url: "rtsp://user:pass@10.0.0.7/stream1", fps: 10}   # pulled by tripwire cameras
 ```
 
 Polygon points are fractions of the frame width and height (0..1), so one config works for
@@ -19,7 +22,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any, Literal, NoReturn
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -110,9 +113,48 @@ class MotionConfig(Strict):
         return value
 
 
+def _token_hash(value: str, how: str) -> str:
+    digest = value.removeprefix(TOKEN_PREFIX)
+    if not value.startswith(TOKEN_PREFIX) or len(digest) != 64:
+        raise ValueError(f"must be 'sha256:' and 64 hex digits ({how})")
+    int(digest, 16)
+    return value
+
+
+class SourceConfig(Strict):
+    """Where ``tripwire cameras`` pulls a camera that cannot push (see functions/motion/pull.py).
+
+    ``url``: ``rtsp://``, an ``http(s)://`` MJPEG stream or snapshot URL, a video file, a
+    ``/dev/videoN`` device or a camera index. ``kind: auto`` asks an http(s) URL for its
+    Content-Type once (multipart = stream, an image = snapshot); everything else is a stream.
+    """
+
+    url: str = Field(min_length=1, description="rtsp://, http(s) stream or snapshot, file, device")
+    kind: Literal["auto", "stream", "snapshot"] = Field(
+        "auto", description="stream (read every frame) or snapshot (GET one image per period)"
+    )
+    fps: float | None = Field(
+        None,
+        gt=0.0,
+        le=120.0,
+        description="read at most this many frames/s; unset = a stream's own rate, 2 snapshots/s",
+    )
+    node: str | None = Field(
+        None, description="on a cluster: the edge node that pulls it (TRIPWIRE_NODE)"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        return {"url": data} if isinstance(data, str) else data
+
+
 class CameraConfig(Strict):
     id: str = Field(description="camera id: 1-63 of a-z 0-9 - _")
     token_hash: str = Field(description="sha256:<hex> of the camera's bearer token")
+    source: SourceConfig | None = Field(
+        None, description="pull this camera (tripwire cameras) instead of waiting for pushes"
+    )
     motion: MotionConfig = Field(default_factory=MotionConfig)
     masks: list[Polygon] = Field(default_factory=list, description="areas where motion is ignored")
     zones: dict[str, Polygon] = Field(default_factory=dict, description="named areas of interest")
@@ -128,11 +170,19 @@ class CameraConfig(Strict):
     @field_validator("token_hash")
     @classmethod
     def _hash(cls, value: str) -> str:
-        digest = value.removeprefix(TOKEN_PREFIX)
-        if not value.startswith(TOKEN_PREFIX) or len(digest) != 64:
-            raise ValueError("must be 'sha256:' and 64 hex digits (tripwire token new CAMERA)")
-        int(digest, 16)
-        return value
+        return _token_hash(value, "tripwire token new CAMERA")
+
+
+class OperatorConfig(Strict):
+    """A console user: the events API's bearer token, stored only as a hash."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$", description="operator name")
+    token_hash: str = Field(description="sha256:<hex> (tripwire token new --operator NAME)")
+
+    @field_validator("token_hash")
+    @classmethod
+    def _hash(cls, value: str) -> str:
+        return _token_hash(value, "tripwire token new --operator NAME")
 
 
 class Defaults(Strict):
@@ -142,7 +192,10 @@ class Defaults(Strict):
 class CamerasFile(Strict):
     defaults: Defaults = Field(default_factory=Defaults)
     cameras: list[CameraConfig] = Field(default_factory=list)
-    alerts: list[AlertRule] = Field(default_factory=list, description="detector alert rules")
+    alerts: list[AlertRule] = Field(default_factory=list, description="alert rules")
+    operators: list[OperatorConfig] = Field(
+        default_factory=list, description="console users (separate from camera tokens)"
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -168,6 +221,9 @@ class CamerasFile(Strict):
             if cam.id in seen:
                 raise ValueError(f"camera id {cam.id!r} appears twice")
             seen.add(cam.id)
+        names = [o.name for o in self.operators]
+        if len(set(names)) != len(names):
+            raise ValueError("an operator name appears twice")
         for i, rule in enumerate(self.alerts):
             for camera in rule.cameras or seen:
                 target = self.camera(camera)

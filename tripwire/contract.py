@@ -8,7 +8,9 @@ A motion frame travels as one broker message:
 * **headers**: every piece of metadata, as short ASCII strings (see :class:`Header`).
 * **subject / routing key**: ``tripwire.motion.<camera>``.
 
-Results and alerts use ``tripwire.detections.<camera>`` and ``tripwire.alerts.<camera>``.
+Results and alerts use ``tripwire.detections.<camera>`` and ``tripwire.alerts.<camera>``;
+the edge announces each motion event's open and close, and each camera's status, on
+``tripwire.events.<camera>`` (JSON bodies, see :mod:`tripwire.event_messages`).
 This module is the single place that writes or reads these names; the README repeats it.
 """
 
@@ -28,6 +30,7 @@ CAMERA_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 MOTION_PREFIX = "tripwire.motion"
 DETECTIONS_PREFIX = "tripwire.detections"
 ALERTS_PREFIX = "tripwire.alerts"
+EVENTS_PREFIX = "tripwire.events"
 WAKE_SUBJECT = "tripwire.wake"
 DEAD_PREFIX = "tripwire.dead"
 
@@ -78,6 +81,10 @@ def detections_subject(camera: str) -> str:
 
 def alerts_subject(camera: str) -> str:
     return f"{ALERTS_PREFIX}.{camera}"
+
+
+def events_subject(camera: str) -> str:
+    return f"{EVENTS_PREFIX}.{camera}"
 
 
 def format_boxes(boxes: tuple[Box, ...]) -> str:

@@ -44,3 +44,17 @@ class BrokerRejected(BrokerError):
 
 class PayloadTooLarge(BrokerRejected):
     """The message is over the broker's size limit (NATS max_payload, a stream's max size)."""
+
+
+class StoreError(TripwireError):
+    """An events database operation failed for good (schema, constraint, bad query)."""
+
+
+class StoreUnavailable(StoreError):
+    """The events database cannot be reached now; the caller holds its work and retries."""
+
+
+# The detector's exit status when its model cannot load at all (missing or unreadable weights,
+# ultralytics not installed): restarting cannot help, so the local scaler stops instead
+# (sysexits' EX_CONFIG).
+MODEL_UNAVAILABLE_EXIT = 78

@@ -6,6 +6,8 @@ One ``BaseSettings`` class per process; nested blocks use ``__`` (for example
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -17,6 +19,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from tripwire.archive.settings import ArchiveSettings
 from tripwire.brokers.jetstream import NatsSettings
 from tripwire.brokers.rabbitmq import RabbitSettings
+from tripwire.eventstore.settings import StoreSettings
 from tripwire.logs import add_secret
 
 Profile = Literal["dev", "prod"]
@@ -69,6 +72,9 @@ def refuse_placeholder(url: str | None, profile: Profile, what: str) -> None:
 ENV_PREFIX = "TRIPWIRE_"
 # Variables under the prefix that are read outside the settings classes.
 OTHER_VARIABLES = frozenset({"TRIPWIRE_TIMELINE"})
+# Settings classes defined beside their process rather than here: imported (only when a
+# variable is unknown to the classes above) so that their variables are known too.
+SETTINGS_MODULES = ("tripwire.wake.service",)
 
 
 def _settings_classes(cls: type[CommonSettings]) -> list[type[CommonSettings]]:
@@ -85,16 +91,24 @@ def unknown_variables(environ: dict[str, str] | os._Environ[str]) -> list[str]:
     (a shell, ``tripwire up``) often serves the gateway and the detector alike. Nested
     keys (``TRIPWIRE_BROKER__URLL``) are left to the nested models' ``extra="forbid"``.
     """
-    known = {name for cls in _settings_classes(CommonSettings) for name in cls.model_fields}
-    unknown = []
-    for key in environ:
-        upper = key.upper()
-        if not upper.startswith(ENV_PREFIX) or upper in OTHER_VARIABLES:
-            continue
-        top = upper.removeprefix(ENV_PREFIX).split("__")[0].lower()
-        if top not in known:
-            unknown.append(key)
-    return sorted(unknown)
+
+    def unknown() -> list[str]:
+        known = {name for cls in _settings_classes(CommonSettings) for name in cls.model_fields}
+        out = []
+        for key in environ:
+            upper = key.upper()
+            if not upper.startswith(ENV_PREFIX) or upper in OTHER_VARIABLES:
+                continue
+            if upper.removeprefix(ENV_PREFIX).split("__")[0].lower() not in known:
+                out.append(key)
+        return sorted(out)
+
+    if not (found := unknown()):
+        return found
+    for module in SETTINGS_MODULES:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(module)
+    return unknown()
 
 
 class CommonSettings(BaseSettings):
@@ -169,12 +183,14 @@ class GatewaySettings(CommonSettings):
         2, ge=1, le=64, description="threads running the motion function (OpenCV frees the GIL)"
     )
     retry_after_s: int = Field(2, ge=1, le=300, description="Retry-After on 503")
+    status_interval_s: float = Field(
+        5.0, gt=0, le=3600, description="each camera's status to the events function, seconds"
+    )
     motion_gate: bool = Field(
         True,
         description="false publishes every frame (the always-on CCTV baseline of the "
         "energy benchmark)",
     )
-
 
     @model_validator(mode="after")
     def _ports(self) -> GatewaySettings:
@@ -186,10 +202,15 @@ class GatewaySettings(CommonSettings):
 
 
 class MotionSettings(CommonSettings):
-    """The pull-mode motion process (``tripwire motion --source``)."""
+    """The pull-mode processes: ``tripwire motion --source`` and ``tripwire cameras``."""
 
     camera: str | None = Field(None, description="camera id from the config file")
     source: str | None = Field(None, description="file, rtsp:// URL or /dev/videoN")
+    node: str | None = Field(
+        None, description="tripwire cameras: pull only the cameras whose source names this node"
+    )
+    metrics_host: str = Field("127.0.0.1", description="tripwire cameras: /metrics address")
+    metrics_port: int = Field(9109, ge=0, le=65535, description="0 = any free port")
 
 
 class DetectorSettings(CommonSettings):
@@ -230,9 +251,6 @@ class DetectorSettings(CommonSettings):
         description="frames to archive: every motion frame, those with detections, every Nth",
     )
     keep_every_n: int = Field(10, ge=1, le=100_000, description="N for keep=every_nth")
-    webhook_url: AnyHttpUrl | None = Field(None, description="POST each alert as JSON here")
-    webhook_timeout_s: float = Field(5.0, gt=0, le=120, description="per webhook attempt")
-    webhook_attempts: int = Field(4, ge=1, le=20, description="tries per alert, backoff between")
     archive: ArchiveSettings = Field(default_factory=ArchiveSettings)
 
     @model_validator(mode="after")
@@ -241,4 +259,79 @@ class DetectorSettings(CommonSettings):
             add_secret(self.archive.s3.secret_key.get_secret_value())
         if self.profile != "dev" and self.archive.placeholder_secret(PLACEHOLDER_PASSWORDS):
             raise ValueError(f"archive s3 secret: a placeholder is refused in {self.profile}")
+        return self
+
+
+class MqttSettings(BaseModel):
+    """MQTT notifications (Home Assistant style topics); no URL means none are sent."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str | None = Field(None, description="mqtt://user:pass@host:1883 (mqtts:// for TLS)")
+    topic_prefix: str = Field(
+        "tripwire",
+        pattern=r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$",
+        description="topics <prefix>/<camera>/events, <prefix>/<camera>/alerts, <prefix>/available",
+    )
+    qos: int = Field(1, ge=0, le=2, description="MQTT QoS of every message")
+    queue_size: int = Field(1000, ge=1, le=1_000_000, description="messages held while down")
+
+    @model_validator(mode="after")
+    def _scheme(self) -> MqttSettings:
+        if self.url is not None and urlsplit(self.url).scheme not in {"mqtt", "mqtts"}:
+            raise ValueError("url must start with mqtt:// or mqtts://")
+        return self
+
+
+class EventsSettings(CommonSettings):
+    """The events function: consumes results and event messages, writes the events db,
+    decides alerts, notifies."""
+
+    events_db: StoreSettings = Field(default_factory=StoreSettings)
+    batch_size: int = Field(256, ge=1, le=10_000, description="messages written per transaction")
+    fetch_wait_s: float = Field(1.0, gt=0, le=60, description="idle wait for the first message")
+    max_deliveries: int = Field(
+        5, ge=1, le=1000, description="dead-letter a message delivered more often than this"
+    )
+    retry_backoff_s: float = Field(
+        0.25, gt=0, le=60, description="first retry while the database is down; doubles"
+    )
+    retry_max_s: float = Field(10.0, gt=0, le=600, description="longest wait between retries")
+    event_timeout_s: float = Field(
+        600.0, gt=0, le=7 * 86_400, description="end an open event by timeout after this silence"
+    )
+    sweep_interval_s: float = Field(
+        10.0, gt=0, le=3600, description="how often timeouts and unsent alerts are checked"
+    )
+    console_url: AnyHttpUrl = Field(
+        AnyHttpUrl("http://127.0.0.1:8090"),
+        description="the console's address as operators reach it (links in notifications)",
+    )
+    webhook_url: AnyHttpUrl | None = Field(None, description="POST each alert as JSON here")
+    webhook_timeout_s: float = Field(5.0, gt=0, le=120, description="per webhook attempt")
+    webhook_attempts: int = Field(4, ge=1, le=20, description="tries per alert, backoff between")
+    mqtt: MqttSettings = Field(default_factory=MqttSettings)
+    metrics_host: str = Field("127.0.0.1", description="/metrics listen address")
+    metrics_port: int = Field(9111, ge=0, le=65535, description="0 = any free port")
+    stop_timeout_s: float = Field(10.0, gt=0, le=600, description="on SIGTERM, exit within")
+
+    @model_validator(mode="after")
+    def _db_secret(self) -> EventsSettings:
+        refuse_placeholder(self.events_db.url, self.profile, "events db url")
+        refuse_placeholder(self.mqtt.url, self.profile, "mqtt url")
+        return self
+
+
+class ConsoleSettings(CommonSettings):
+    """The console: the events API (and the operator's web page) over the events database."""
+
+    host: str = Field("127.0.0.1", description="listen address")
+    console_port: int = Field(8090, ge=0, le=65535, description="listen port (0 = any free)")
+    events_db: StoreSettings = Field(default_factory=StoreSettings)
+    archive: ArchiveSettings = Field(default_factory=ArchiveSettings)
+    retry_after_s: int = Field(5, ge=1, le=300, description="Retry-After when the db is down")
+
+    @model_validator(mode="after")
+    def _db_secret(self) -> ConsoleSettings:
+        refuse_placeholder(self.events_db.url, self.profile, "events db url")
         return self

@@ -1,13 +1,16 @@
 """``tripwire up``: the whole pipeline on one machine.
 
-One process supervises: the broker (embedded NATS unless a URL is configured), the gateway
-with the motion function (a child process), and the local scaler, which starts and stops
+One process supervises: the broker (embedded NATS unless a URL is configured), the events
+function and the console (child processes, over the events database: SQLite under
+``$TRIPWIRE_HOME`` unless ``TRIPWIRE_EVENTS_DB__URL`` names one), the gateway with the
+motion function (a child process), and the local scaler, which starts and stops
 ``tripwire detector`` worker processes from the same ScaledObject KEDA uses on a cluster,
 and starts the first one at once when the gateway publishes a wake signal. Every child runs
 in its own session, so a Ctrl-C reaches this supervisor only, and it stops the children in
 order: gateway first (no new frames), then the workers (each finishes its batch) and the
 prefork standby they are forked from (``prefork``, on unless ``--no-prefork``), then the
-broker. Nothing is left running.
+events function (what it has not written stays on the broker for its next start), the
+console, then the broker. Nothing is left running.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
@@ -24,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import psutil
 
 from tripwire import timeline
 from tripwire.brokers import Broker, open_broker
@@ -50,6 +55,7 @@ class StackOptions:
     timeline_path: Path | None = None
     push_activation: bool = True  # start the first worker on the gateway's wake signal
     prefork: bool = True  # fork workers from a standby that has done their imports
+    console_port: int = 8090  # the events API (0 = any free port)
 
 
 @dataclass
@@ -63,8 +69,12 @@ class Stack:
     scaler: LocalScaler
     gateway_url: str
     gateway: asyncio.subprocess.Process
+    console_url: str
     started_ns: int = field(default_factory=time.time_ns)
     wakes: int = 0
+    # Set when the scaler stopped on an error no restart can fix (a model that cannot load).
+    failed: asyncio.Event = field(default_factory=asyncio.Event)
+    error: str | None = None
 
     @property
     def replicas(self) -> int:
@@ -88,48 +98,117 @@ def _child_env(options: StackOptions, broker_url: str) -> dict[str, str]:
     return env
 
 
-async def _start_gateway(
-    options: StackOptions, env: dict[str, str], log_dir: Path
-) -> tuple[asyncio.subprocess.Process, str]:
-    settings = options.gateway
-    port = settings.port
-    if port == 0:
-        from tripwire.embedded_nats import free_port
-
-        port = free_port()
-    env = {
-        **env,
-        "TRIPWIRE_HOST": settings.host,
-        "TRIPWIRE_PORT": str(port),
-        "TRIPWIRE_MOTION_GATE": str(settings.motion_gate).lower(),
-    }
+async def _start_child(
+    name: str,
+    env: dict[str, str],
+    log_dir: Path,
+    ready_url: str | None = None,
+    port: int | None = None,
+) -> asyncio.subprocess.Process:
+    """``tripwire <name>`` as a child in its own session, logging to ``<log_dir>/<name>.log``;
+    waits for ``ready_url`` to answer 200 when given, from the child itself when it should
+    listen on ``port``."""
     await asyncio.to_thread(log_dir.mkdir, parents=True, exist_ok=True)
-    with (log_dir / "gateway.log").open("ab") as out:
+    log_file = log_dir / f"{name}.log"
+    with log_file.open("ab") as out:
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
             "tripwire.cli",
-            "gateway",
+            name,
             env=env,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=out,
             stderr=out,
             start_new_session=True,
         )
-    url = f"http://{settings.host}:{port}"
+    if ready_url is None:
+        return process
     deadline = time.monotonic() + 60
     async with httpx.AsyncClient(timeout=1.0) as client:
         while time.monotonic() < deadline:
             if process.returncode is not None:
-                raise StackError(
-                    f"gateway exited with {process.returncode}; see {log_dir / 'gateway.log'}"
-                )
+                raise StackError(f"{name} exited with {process.returncode}; see {log_file}")
             with contextlib.suppress(httpx.HTTPError):
-                if (await client.get(f"{url}/readyz")).status_code == 200:
-                    return process, url
+                # Ready only when the answer comes from the child started here: another
+                # program that took the port meanwhile must not be announced as ours.
+                ready = (await client.get(ready_url)).status_code == 200
+                if ready and (port is None or _listens_on(process.pid, port)):
+                    return process
             await asyncio.sleep(0.1)
     await _terminate(process, 5)
-    raise StackError(f"gateway not ready within 60 s; see {log_dir / 'gateway.log'}")
+    raise StackError(f"{name} not ready within 60 s; see {log_file}")
+
+
+def _port(host: str, port: int, what: str) -> int:
+    """``port``, or a free one for 0; a port another program holds is refused."""
+    if port == 0:
+        from tripwire.embedded_nats import free_port
+
+        return free_port()
+    if not _port_free(host, port):
+        raise StackError(
+            f"{what} port {host}:{port} is in use by another program "
+            "(choose another, or 0 for any free port)"
+        )
+    return port
+
+
+async def _start_gateway(
+    options: StackOptions, env: dict[str, str], log_dir: Path
+) -> tuple[asyncio.subprocess.Process, str]:
+    settings = options.gateway
+    port = _port(settings.host, settings.port, "gateway (--port)")
+    env = {
+        **env,
+        "TRIPWIRE_HOST": settings.host,
+        "TRIPWIRE_PORT": str(port),
+        "TRIPWIRE_MOTION_GATE": str(settings.motion_gate).lower(),
+    }
+    url = f"http://{settings.host}:{port}"
+    return await _start_child("gateway", env, log_dir, f"{url}/readyz", port), url
+
+
+async def _start_events_and_console(
+    options: StackOptions, env: dict[str, str], log_dir: Path
+) -> tuple[asyncio.subprocess.Process, asyncio.subprocess.Process, str]:
+    host = options.gateway.host
+    port = _port(host, options.console_port, "console (--console-port)")
+    url = f"http://{host}:{port}"
+    events_env = {
+        **env,
+        "TRIPWIRE_METRICS_PORT": "0",
+        "TRIPWIRE_CONSOLE_URL": env.get("TRIPWIRE_CONSOLE_URL", url),
+    }
+    events = await _start_child("events", events_env, log_dir)
+    console_env = {**env, "TRIPWIRE_HOST": host, "TRIPWIRE_CONSOLE_PORT": str(port)}
+    try:
+        console = await _start_child("console", console_env, log_dir, f"{url}/readyz", port)
+    except StackError:
+        await _terminate(events, 10)
+        raise
+    return events, console, url
+
+
+def _port_free(host: str, port: int) -> bool:
+    """Whether a server could bind ``host:port`` now (SO_REUSEADDR, as uvicorn binds)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _listens_on(pid: int, port: int) -> bool:
+    """Whether process ``pid`` itself holds a listening socket on ``port``."""
+    try:
+        connections = psutil.Process(pid).net_connections(kind="inet")
+    except psutil.Error:
+        return False
+    return any(c.status == psutil.CONN_LISTEN and c.laddr.port == port for c in connections)
 
 
 async def _terminate(process: asyncio.subprocess.Process, grace_s: float) -> None:
@@ -172,6 +251,12 @@ async def _listen_for_wakes(stack_broker: Broker, on_wake: Callable[[], None]) -
 @contextlib.asynccontextmanager
 async def running_stack(options: StackOptions) -> AsyncIterator[Stack]:
     """Start every part, yield the running stack, stop everything in order on exit."""
+    # A model that cannot load at all fails here, before anything starts, instead of in
+    # every worker the scaler would start (only a weights check: no import of the model stack).
+    from functions.detector.model import ModelOptions, check_weights
+
+    detector = options.detector
+    check_weights(ModelOptions(detector.weights, allow_download=detector.allow_download))
     home = options.gateway.home
     log_dir = home / "logs"
     if options.timeline_path is not None:  # the scaler records here too, not only children
@@ -183,6 +268,8 @@ async def running_stack(options: StackOptions) -> AsyncIterator[Stack]:
     policy = load_policy(policy_path)
     broker = open_broker(options.gateway.broker, endpoint.url)
     gateway: asyncio.subprocess.Process | None = None
+    events: asyncio.subprocess.Process | None = None
+    console: asyncio.subprocess.Process | None = None
     pool: WorkerPool | None = None
     tasks: list[asyncio.Task[None]] = []
     try:
@@ -197,14 +284,22 @@ async def running_stack(options: StackOptions) -> AsyncIterator[Stack]:
         )
         await pool.start()  # the standby's imports overlap the gateway's start
         local = LocalScaler(Scaler(policy), broker.depth, pool)
+        events, console, console_url = await _start_events_and_console(options, env, log_dir)
         gateway, url = await _start_gateway(options, env, log_dir)
-        stack = Stack(options, endpoint, broker, policy, local, url, gateway)
+        stack = Stack(options, endpoint, broker, policy, local, url, gateway, console_url)
 
         def on_wake() -> None:
             stack.wakes += 1
             local.wake()
 
         tasks.append(asyncio.create_task(local.run(), name="scaler"))
+
+        def on_scaler_done(task: asyncio.Task[None]) -> None:
+            if not task.cancelled() and (exc := task.exception()) is not None:
+                stack.error = str(exc)  # WorkerFatal: the worker's own words
+                stack.failed.set()
+
+        tasks[0].add_done_callback(on_scaler_done)
         if options.push_activation:
             tasks.append(asyncio.create_task(_listen_for_wakes(broker, on_wake), name="wakes"))
         log.info(
@@ -228,6 +323,9 @@ async def running_stack(options: StackOptions) -> AsyncIterator[Stack]:
             await asyncio.gather(*tasks, return_exceptions=True)
         if pool is not None:  # done by the scaler's run already, unless it never started
             await pool.stop_all()
+        for child in (events, console):
+            if child is not None:
+                await _terminate(child, 15)
         await broker.close()
         endpoint.stop()
 
@@ -241,8 +339,12 @@ async def run_up(options: StackOptions) -> int:
     async with running_stack(options) as stack:
         print(
             f"tripwire up: gateway {stack.gateway_url} (POST /v1/cameras/<id>/frames); "
+            f"events API {stack.console_url}/v1/events (operator token: "
+            f"{options.gateway.home / 'operator-token'}); "
             f"detectors scale 0..{stack.policy.max_replicas} on queue depth; Ctrl-C stops"
         )
+        failure = asyncio.create_task(stack.failed.wait())
+        failure.add_done_callback(lambda _: stop.set())
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 10)
@@ -254,5 +356,9 @@ async def run_up(options: StackOptions) -> int:
                 "?" if depth is None else depth,
                 stack.wakes,
             )
-        print("tripwire up: stopping (gateway, then detectors finish their batches)")
+        failure.cancel()
+        if stack.error is None:
+            print("tripwire up: stopping (gateway, then detectors finish their batches)")
+    if stack.error is not None:
+        raise StackError(stack.error)
     return 0

@@ -10,9 +10,12 @@ import yaml
 from tripwire.errors import ConfigError
 from tripwire.tokens import hash_token, new_token
 
+OPERATOR_TOKEN_FILE = "operator-token"
+
 
 def write_starter_config(home: Path, cameras: int, *, force: bool = False) -> tuple[Path, Path]:
-    """Write ``<home>/cameras.yaml`` and the matching tokens (mode 600) for ``cameras`` cameras.
+    """Write ``<home>/cameras.yaml`` and the matching tokens (mode 600) for ``cameras`` cameras,
+    and a starter console operator ``admin`` whose token goes to ``<home>/operator-token``.
 
     The tokens file exists for local development and the demo camera simulator only; in
     production hand each token to its camera and keep only the hash.
@@ -25,7 +28,11 @@ def write_starter_config(home: Path, cameras: int, *, force: bool = False) -> tu
         raise ConfigError(f"{config} exists; pass --force to overwrite it")
     home.mkdir(parents=True, exist_ok=True)
     tokens = {f"cam-{i}": new_token() for i in range(1, cameras + 1)}
-    doc = {"cameras": [{"id": cam, "token_hash": hash_token(tok)} for cam, tok in tokens.items()]}
+    operator = new_token()
+    doc = {
+        "cameras": [{"id": cam, "token_hash": hash_token(tok)} for cam, tok in tokens.items()],
+        "operators": [{"name": "admin", "token_hash": hash_token(operator)}],
+    }
     config.write_text(
         "# written by `tripwire init`; see README 'Configuration'\n"
         + yaml.safe_dump(doc, sort_keys=False)
@@ -33,7 +40,19 @@ def write_starter_config(home: Path, cameras: int, *, force: bool = False) -> tu
     fd = os.open(tokens_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as out:
         out.writelines(f"{cam}={tok}\n" for cam, tok in tokens.items())
+    fd = os.open(home / OPERATOR_TOKEN_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(operator + "\n")
     return config, tokens_file
+
+
+def read_operator_token(home: Path) -> str:
+    """The starter operator token (``admin``) that ``write_starter_config`` saved."""
+    path = home / OPERATOR_TOKEN_FILE
+    try:
+        return path.read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror}); run `tripwire init`") from None
 
 
 def read_tokens(home: Path) -> dict[str, str]:

@@ -66,9 +66,6 @@ class DetectorMetrics:
         self.detections = Counter(
             "tripwire_detector_detections_total", "Boxes or labels found", ["label"], registry=r
         )
-        self.alerts = Counter(
-            "tripwire_detector_alerts_total", "Alerts raised", ["kind"], registry=r
-        )
         self.model_load_seconds = Gauge(
             "tripwire_detector_model_load_seconds", "Model load time", registry=r
         )

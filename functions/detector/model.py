@@ -99,6 +99,18 @@ def _xyxy(values: Sequence[float]) -> tuple[float, float, float, float]:
     return (x1, y1, x2, y2)
 
 
+def check_weights(options: ModelOptions) -> None:
+    """Raise ModelError when the weights file is missing and may not be downloaded (cheap:
+    no import, so a supervisor can check before it starts any worker)."""
+    weights = options.weights
+    path = Path(weights)
+    if path.suffix != ".yaml" and not path.exists() and not options.allow_download:
+        raise ModelError(
+            f"weights {weights!r} not found; pass --weights PATH (or yolo11n.yaml for an "
+            "untrained model), or allow_download where the internet is reachable"
+        )
+
+
 class Model:
     """A loaded, warmed-up model. ``predict`` is blocking: call it from a worker thread."""
 
@@ -122,11 +134,7 @@ class Model:
             ) from None
         weights = options.weights
         path = Path(weights)
-        if path.suffix != ".yaml" and not path.exists() and not options.allow_download:
-            raise ModelError(
-                f"weights {weights!r} not found; pass --weights PATH (or yolo11n.yaml for an "
-                "untrained model), or allow_download where the internet is reachable"
-            )
+        check_weights(options)
         self.untrained = path.suffix == ".yaml"
         self.device = options.device
         if self.device == "auto":

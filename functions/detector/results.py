@@ -1,16 +1,14 @@
-"""The documents the detector publishes and archives: one result per frame, one per alert."""
+"""The document the detector publishes and archives for every frame (parsed by the events
+function with :class:`tripwire.event_messages.FrameResult`)."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
-from functions.detector.alerts import Alert
 from functions.detector.model import Model, Prediction
 from tripwire.contract import FrameMeta
-
-RESULT_SCHEMA = "tripwire.detections/1"
-ALERT_SCHEMA = "tripwire.alert/1"
+from tripwire.event_messages import RESULT_SCHEMA
 
 
 def model_info(model: Model) -> dict[str, Any]:
@@ -48,25 +46,6 @@ def result_document(
             {"class": pred.top1[0], "confidence": round(pred.top1[1], 4)} if pred.top1 else None
         ),
         "inference_ms": round(inference_ms, 2),
-        "archive": {"frame": frame_key, "detections": detections_key},
-    }
-
-
-def alert_document(
-    alert: Alert, meta: FrameMeta, model: Model, frame_key: str | None, detections_key: str
-) -> dict[str, Any]:
-    return {
-        "schema": ALERT_SCHEMA,
-        "kind": alert.kind,
-        "camera": alert.camera,
-        "seq": meta.seq,
-        "capture_ns": meta.capture_ns,
-        "event_id": meta.event_id,
-        "class": alert.label,
-        "confidence": round(alert.confidence, 4),
-        "xyxy": list(alert.box) if alert.box else None,
-        "frames": alert.frames,
-        "model": model_info(model),
         "archive": {"frame": frame_key, "detections": detections_key},
     }
 

@@ -6,14 +6,15 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sys
 
 from functions.detector.metrics import DetectorMetrics, HealthServer
-from functions.detector.model import Model, ModelOptions
-from functions.detector.webhook import Webhook
+from functions.detector.model import Model, ModelError, ModelOptions
 from functions.detector.worker import Detector
 from tripwire import timeline
 from tripwire.archive import open_archive
 from tripwire.config import load_config
+from tripwire.errors import MODEL_UNAVAILABLE_EXIT
 from tripwire.runtime import connected_broker
 from tripwire.settings import DetectorSettings
 
@@ -59,11 +60,15 @@ async def run_detector(settings: DetectorSettings) -> int:
     loading = asyncio.create_task(
         asyncio.to_thread(Model, model_options(settings), settings.home / "ultralytics")
     )
-    webhook = None
     try:
         async with connected_broker(settings) as broker:
             await archive.ensure()
-            model = await loading
+            try:
+                model = await loading
+            except ModelError as exc:
+                # Restarting cannot fix it: the exit status tells the local scaler to stop.
+                print(f"tripwire detector: {exc}", file=sys.stderr, flush=True)
+                return MODEL_UNAVAILABLE_EXIT
             if stop_asked.is_set():
                 log.info("stopped before consuming anything")
                 return 0
@@ -75,31 +80,21 @@ async def run_detector(settings: DetectorSettings) -> int:
             )
             health.ready = True
             metrics.ready.set(1)
-            if settings.webhook_url:
-                webhook = Webhook(
-                    str(settings.webhook_url),
-                    timeout_s=settings.webhook_timeout_s,
-                    attempts=settings.webhook_attempts,
-                )
-                webhook.start()
-            detector = Detector(settings, cameras, broker, archive, model, metrics, webhook)
+            detector = Detector(settings, cameras, broker, archive, model, metrics)
             if stop_asked.is_set():
                 detector.stop()
             runner = asyncio.create_task(detector.run())
             await _stopped(detector, runner, settings.stop_timeout_s)
             c = detector.counts
             log.info(
-                "detector stopped: %d acked, %d dead-lettered, %d released, %d alerts",
+                "detector stopped: %d acked, %d dead-lettered, %d released",
                 c.acked,
                 c.dead,
                 c.released,
-                c.alerts,
             )
     finally:
         if not loading.done():
             loading.cancel()
-        if webhook is not None:
-            await webhook.close()
         await archive.close()
         await health.stop()
     return 0

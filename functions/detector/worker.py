@@ -1,7 +1,8 @@
 """The detector loop: fetch motion frames, batch, infer, archive, publish, then ack.
 
 At-least-once, in this order for every frame: archive writes (frame + detections JSON, under
-deterministic keys) -> result and alerts published (confirmed) -> ack. A transient outage
+deterministic keys) -> result published (confirmed) -> ack. Alert rules are not decided here
+but by the events function, once per camera, from these results. A transient outage
 (archive or broker) holds the frame and retries in process, extending its ack deadline, so
 an outage never burns the delivery count that poison detection relies on; a poison message
 (bad headers, undecodable, delivered too often) or one whose result the broker refuses for
@@ -22,16 +23,14 @@ from typing import TypeVar, cast
 import cv2
 import numpy as np
 
-from functions.detector.alerts import Alert, AlertEvaluator
 from functions.detector.metrics import DetectorMetrics
 from functions.detector.model import Image, Model, Prediction
-from functions.detector.results import alert_document, encode, result_document
-from functions.detector.webhook import Webhook
+from functions.detector.results import encode, result_document
 from tripwire import timeline
 from tripwire.archive import Archive, detections_key, frame_key
 from tripwire.brokers import Broker, Message
 from tripwire.config import CamerasFile
-from tripwire.contract import FrameMeta, Header, alerts_subject, detections_subject
+from tripwire.contract import FrameMeta, Header, detections_subject
 from tripwire.errors import (
     ArchiveError,
     ArchiveUnavailable,
@@ -77,7 +76,6 @@ class Counts:
     dead: int = 0
     released: int = 0
     retries: int = 0
-    alerts: int = 0
 
 
 class Poison(Exception):
@@ -92,13 +90,11 @@ class Detector:
     archive: Archive
     model: Model
     metrics: DetectorMetrics = field(default_factory=DetectorMetrics)
-    webhook: Webhook | None = None
     counts: Counts = field(default_factory=Counts)
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
     _kept: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.alerts = AlertEvaluator(self.cameras.alerts, {c.id: c for c in self.cameras.cameras})
         self.metrics.model_load_seconds.set(self.model.load_s)
         self.metrics.first_inference_seconds.set(self.model.first_inference_s)
 
@@ -179,21 +175,8 @@ class Detector:
         self.metrics.batch_size.observe(len(good))
         self.metrics.inference_seconds.observe(times.infer_wall_ms / 1000)
         per_frame_ms = times.infer_wall_ms / len(good)
-        # Alert streaks need each camera's frames in capture order; the writes may overlap.
-        alerts: dict[int, list[Alert]] = {}
-        for i in sorted(
-            range(len(good)), key=lambda i: (good[i].meta.camera, good[i].meta.capture_ns)
-        ):
-            image = good[i].image
-            size = (image.shape[1], image.shape[0]) if image is not None else (1, 1)
-            alerts[i] = self.alerts.observe(
-                good[i].meta.camera, good[i].meta.capture_ns, preds[i], size
-            )
         await asyncio.gather(
-            *(
-                self._finish(good[i], preds[i], alerts[i], per_frame_ms, times)
-                for i in range(len(good))
-            )
+            *(self._finish(good[i], preds[i], per_frame_ms, times) for i in range(len(good)))
         )
         return times
 
@@ -222,19 +205,18 @@ class Detector:
             pass
         return None
 
-    def _keep_frame(self, meta: FrameMeta, pred: Prediction, alerted: bool) -> bool:
+    def _keep_frame(self, meta: FrameMeta, pred: Prediction) -> bool:
         keep = self.settings.keep
         if keep == "motion":
             return True
         if keep == "detections":
-            return bool(pred.boxes) or alerted
+            return bool(pred.boxes) or pred.top1 is not None
         return meta.seq % self.settings.keep_every_n == 0
 
     async def _finish(
         self,
         work: Work,
         pred: Prediction,
-        alerts: list[Alert],
         inference_ms: float,
         times: StageTimes,
     ) -> None:
@@ -244,16 +226,16 @@ class Detector:
         det_key = detections_key(meta.camera, meta.capture_ns, meta.seq)
         img_key = (
             frame_key(meta.camera, meta.capture_ns, meta.seq, meta.content_type)
-            if self._keep_frame(meta, pred, bool(alerts))
+            if self._keep_frame(meta, pred)
             else None
         )
         doc = result_document(meta, pred, self.model, inference_ms, img_key, det_key)
-        body = encode(doc)
         user_meta = {
             "camera": meta.camera,
             "seq": str(meta.seq),
             "capture-ns": str(meta.capture_ns),
         }
+        body = encode(doc)
 
         async def write() -> None:  # fresh coroutines for every attempt
             puts = [self.archive.put(det_key, body, "application/json", user_meta)]
@@ -271,22 +253,13 @@ class Detector:
                 Header.CAMERA: meta.camera,
                 Header.CONTENT_TYPE: "application/json",
             }
+            # stored_ns: when the result left the detector (the events record's latency).
+            doc["stored_ns"] = time.time_ns()
+            result_body = encode(doc)
             await self._retrying(
-                message, lambda: self.broker.publish(detections_subject(meta.camera), body, headers)
+                message,
+                lambda: self.broker.publish(detections_subject(meta.camera), result_body, headers),
             )
-            for alert in alerts:
-                adoc = alert_document(alert, meta, self.model, img_key, det_key)
-                aheaders = {**headers, Header.ID: f"{meta.message_id}-alert-{alert.kind}"}
-                abody = encode(adoc)
-
-                async def publish_alert(b: bytes = abody, h: dict[str, str] = aheaders) -> None:
-                    await self.broker.publish(alerts_subject(meta.camera), b, h)
-
-                await self._retrying(message, publish_alert)
-                self.metrics.alerts.labels(alert.kind).inc()
-                self.counts.alerts += 1
-                if self.webhook is not None:
-                    self.webhook.send(adoc)
             times.publish_ms += (time.perf_counter() - t0) * 1000
             t0 = time.perf_counter()
             await message.ack()

@@ -1,8 +1,14 @@
-"""Pull mode: read a video source with OpenCV and run motion on its frames.
+"""Pull mode: read a video source, reconnect when it drops, run motion on its frames.
 
-The source is a file, an ``rtsp://``/``http://`` URL, a ``/dev/videoN`` device or a camera
-index (``"0"``). Frames arrive decoded, so motion skips the JPEG decode
-(:meth:`MotionDetector.process_array`); only frames to publish are JPEG-encoded.
+The source is anything :mod:`functions.motion.sources` opens (``rtsp://``, an ``http(s)``
+stream or snapshot URL, a file, ``/dev/videoN``, a camera index). A live source that drops
+(camera rebooted, RTSP server restarted, network gone) is reconnected with exponential backoff,
+for ever: pull mode never exits on a drop. Each camera keeps a :class:`PullState` (connected,
+retrying, last frame, reconnects) that ``tripwire cameras`` exports as metrics.
+
+Frames of a capture arrive decoded, so motion skips the JPEG decode
+(:meth:`MotionDetector.process_array`) and only frames to publish are JPEG-encoded; snapshot
+frames arrive as JPEG/PNG bytes and are analysed and published as they came.
 
 Capture time: a file's frames are stamped from its frame rate (frame k at start + k/fps),
 so a 25 fps clip is paced as 25 fps even when it is read faster than real time; live
@@ -11,103 +17,211 @@ sources are stamped with the wall clock when the frame is read.
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import NamedTuple, cast
+from dataclasses import dataclass
+from typing import Literal, NamedTuple
 
 import cv2
-import numpy as np
-import numpy.typing as npt
 
 from functions.motion.detector import MotionDetector, MotionResult
+from functions.motion.pacing import Pacer
+from functions.motion.probe import probe
+from functions.motion.sources import (
+    Image,
+    Kind,
+    Source,
+    SourceError,
+    SourceMissing,
+    open_source,
+)
 from tripwire.config import CameraConfig
-from tripwire.errors import FrameError, TripwireError
+from tripwire.errors import FrameError
 from tripwire.urls import redact
 
-Frame = npt.NDArray[np.uint8]
+__all__ = ["Backoff", "PullState", "Pulled", "SourceError", "iter_pull", "run_pull"]
+
+log = logging.getLogger(__name__)
+
+Status = Literal["connecting", "connected", "retrying", "ended"]
 
 
 class Pulled(NamedTuple):
-    """One frame read from the source: its decision, and its JPEG when it is to be published."""
+    """One frame read from the source: its decision, and its bytes when it is to be published."""
 
     result: MotionResult
-    jpeg: bytes | None
-    seq: int  # frame number in the source (the published sequence number)
+    jpeg: bytes | None  # JPEG (or the snapshot's PNG) when result.publish, else None
+    seq: int  # frame number since the puller started (the published sequence number)
     capture_ns: int
+    content_type: str = "image/jpeg"
 
 
 OnResult = Callable[[Pulled], None]
 
 
-class SourceError(TripwireError):
-    """A video source cannot be opened or stopped delivering frames."""
+@dataclass(frozen=True)
+class Backoff:
+    """Reconnect delays: ``initial_s`` doubling up to ``max_s`` (reset by a frame read)."""
+
+    initial_s: float = 0.5
+    max_s: float = 30.0
+
+    def delay(self, failures: int) -> float:
+        return float(min(self.max_s, self.initial_s * 2 ** max(0, failures - 1)))
 
 
-def open_source(source: str) -> tuple[cv2.VideoCapture, bool]:
-    """Open ``source``; return the capture and whether it is a file (finite, has an fps)."""
-    target: str | int = int(source) if source.isdigit() else source
-    is_file = isinstance(target, str) and "://" not in target and not target.startswith("/dev/")
-    # An image sequence ("frames/%04d.jpg") is a file source that is not one file.
-    if is_file and "%" not in source and not Path(source).is_file():
-        raise SourceError(f"video source {source}: no such file")
-    cap = cv2.VideoCapture(target)
-    if not cap.isOpened():
-        raise SourceError(f"video source {redact(source)}: cannot be opened")
-    return cap, is_file
+@dataclass
+class PullState:
+    """What a pulled camera is doing now; written by the reader thread, read by anyone."""
+
+    camera: str
+    source: str  # redacted
+    status: Status = "connecting"
+    frames: int = 0
+    last_frame_ns: int | None = None  # wall clock of the last frame read
+    connects: int = 0  # successful connections, the first included
+    drops: int = 0  # connections lost (or failed) since start
+    retry_in_s: float = 0.0
+    last_error: str | None = None
+
+    def set(self, status: Status, error: str | None = None, retry_in_s: float = 0.0) -> None:
+        if status != self.status:
+            # "connecting" between retries would double the lines of a long outage.
+            level = {"retrying": logging.WARNING, "connecting": logging.DEBUG}.get(
+                status, logging.INFO
+            )
+            why = f" ({error}); retry in {retry_in_s:.1f}s" if error else ""
+            log.log(level, "camera %s: %s %s%s", self.camera, status, self.source, why)
+        self.status = status
+        self.retry_in_s = retry_in_s
+        if error is not None:
+            self.last_error = error
+
+
+def iter_frames(
+    url: str,
+    state: PullState,
+    *,
+    kind: Kind = "stream",
+    fps: float | None = None,
+    backoff: Backoff | None = Backoff(),
+    stop: threading.Event | None = None,
+) -> Iterator[tuple[Source, Image]]:
+    """Yield (source, image) for every frame; reconnect a live source when it drops.
+
+    A missing file raises SourceError at once (retrying cannot fix it). With ``backoff``
+    None a live source that fails or drops raises SourceError instead of reconnecting.
+    Ends when a file ends or ``stop`` is set (checked between frames and during backoff).
+    """
+    stop = stop or threading.Event()
+    failures = 0
+    while not stop.is_set():
+        state.set("connecting")
+        try:
+            source = open_source(url, kind, fps)
+        except SourceError as exc:
+            if backoff is None or isinstance(exc, SourceMissing):
+                raise
+            failures += 1
+            state.drops += 1
+            _wait(state, stop, backoff.delay(failures), str(exc))
+            continue
+        state.connects += 1
+        state.set("connected")
+        try:
+            while not stop.is_set():
+                image = source.read()
+                if image is None:
+                    break
+                failures = 0
+                state.frames += 1
+                state.last_frame_ns = time.time_ns()
+                yield source, image
+        finally:
+            source.close()
+        if source.is_file:
+            state.set("ended")
+            return
+        if stop.is_set():
+            return
+        state.drops += 1
+        error = f"no frame after {state.frames}"
+        if backoff is None:
+            raise SourceError(f"video source {state.source}: {error}")
+        failures += 1
+        _wait(state, stop, backoff.delay(failures), error)
+
+
+def _wait(state: PullState, stop: threading.Event, delay_s: float, error: str) -> None:
+    state.set("retrying", error, delay_s)
+    stop.wait(delay_s)
 
 
 def iter_pull(
     source: str,
     camera: CameraConfig,
     *,
+    kind: Kind = "stream",
+    fps: float | None = None,
     jpeg_quality: int = 80,
     max_frames: int | None = None,
     realtime: bool = False,
     start_ns: int | None = None,
+    backoff: Backoff | None = None,
+    state: PullState | None = None,
+    stop: threading.Event | None = None,
 ) -> Iterator[Pulled]:
-    """Yield a :class:`Pulled` per frame (JPEG only when ``result.publish``).
+    """Yield a :class:`Pulled` per frame read (bytes only when ``result.publish``).
 
     ``realtime`` paces a file at its frame rate (for demos); live sources pace themselves.
-    Ends at the end of a file or after ``max_frames``; raises SourceError when a live
-    source stops delivering.
+    ``fps`` drops a stream's frames above that rate before analysis. Ends at the end of a
+    file, after ``max_frames`` or on ``stop``; with ``backoff`` a live source is reconnected
+    when it drops, without it a drop raises SourceError.
     """
-    cap, is_file = open_source(source)
+    state = state or PullState(camera.id, redact(source))
     detector = MotionDetector(camera)
-    fps = cap.get(cv2.CAP_PROP_FPS) if is_file else 0.0
-    if not fps or fps != fps or fps > 1000:  # missing or nonsense frame rate
-        fps = 25.0
-    period_ns = round(1e9 / fps)
+    pace = Pacer(fps or 0.0)
     origin = time.time_ns() if start_ns is None else start_ns
     wall_origin = time.monotonic_ns()
     params = [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality]
     count = 0
-    try:
-        while max_frames is None or count < max_frames:
-            ok, frame = cap.read()
-            if not ok or frame is None:
-                if is_file:
-                    return
-                raise SourceError(f"video source {redact(source)}: no frame after {count}")
-            if is_file:
-                capture_ns = origin + count * period_ns
-                if realtime:
-                    ahead = count * period_ns - (time.monotonic_ns() - wall_origin)
-                    if ahead > 0:
-                        time.sleep(ahead / 1e9)
-            else:
-                capture_ns = time.time_ns()
-            result = detector.process_array(cast(Frame, frame), capture_ns)
-            body = None
+    if max_frames is not None and max_frames <= 0:
+        return
+    for src, image in iter_frames(source, state, kind=kind, fps=fps, backoff=backoff, stop=stop):
+        if src.is_file:
+            period_ns = round(1e9 / src.fps)
+            capture_ns = origin + count * period_ns
+            if realtime:
+                ahead = count * period_ns - (time.monotonic_ns() - wall_origin)
+                if ahead > 0:
+                    time.sleep(ahead / 1e9)
+        else:
+            capture_ns = time.time_ns()
+            if not pace.due(capture_ns):
+                continue  # above the configured rate: dropped before any analysis
+            pace.take(capture_ns)
+        if isinstance(image, bytes):
+            try:
+                content_type = probe(image).content_type
+                result = detector.process(image, capture_ns)
+            except FrameError as exc:  # one bad snapshot (an HTML error page): skip it
+                state.last_error = f"frame {count}: {exc}"
+                continue
+            body = image if result.publish else None
+        else:
+            result = detector.process_array(image, capture_ns)
+            body, content_type = None, "image/jpeg"
             if result.publish:
-                ok, buf = cv2.imencode(".jpg", frame, params)
+                ok, buf = cv2.imencode(".jpg", image, params)
                 if not ok:
-                    raise FrameError(f"video source {redact(source)}: frame {count}: encode failed")
+                    raise FrameError(f"video source {state.source}: frame {count}: encode failed")
                 body = buf.tobytes()
-            yield Pulled(result, body, count, capture_ns)
-            count += 1
-    finally:
-        cap.release()
+        yield Pulled(result, body, count, capture_ns, content_type)
+        count += 1
+        if count == max_frames:
+            return  # before reading one more frame
 
 
 def run_pull(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from tripwire.brokers.protocol import Broker
+from tripwire.brokers.protocol import Broker, Feed
 from tripwire.errors import ConfigError
 from tripwire.urls import redact
 
@@ -13,8 +13,9 @@ if TYPE_CHECKING:  # settings imports the adapters' settings blocks from this pa
     from tripwire.settings import BrokerSettings
 
 
-def open_broker(settings: BrokerSettings, url: str) -> Broker:
-    """An unconnected adapter for ``url`` (call ``await broker.connect()``)."""
+def open_broker(settings: BrokerSettings, url: str, feed: Feed = "motion") -> Broker:
+    """An unconnected adapter for ``url`` (call ``await broker.connect()``) whose ``fetch``
+    and ``depth`` read ``feed``: motion frames (detectors) or the events function's feed."""
     scheme = urlsplit(url).scheme
     if scheme in {"nats", "tls"}:
         from tripwire.brokers.jetstream import JetStreamBroker
@@ -24,6 +25,7 @@ def open_broker(settings: BrokerSettings, url: str) -> Broker:
             settings.nats,
             connect_timeout_s=settings.connect_timeout_s,
             publish_timeout_s=settings.publish_timeout_s,
+            feed=feed,
         )
     if scheme in {"amqp", "amqps"}:
         from tripwire.brokers.rabbitmq import RabbitBroker
@@ -33,5 +35,6 @@ def open_broker(settings: BrokerSettings, url: str) -> Broker:
             settings.rabbitmq,
             connect_timeout_s=settings.connect_timeout_s,
             publish_timeout_s=settings.publish_timeout_s,
+            feed=feed,
         )
     raise ConfigError(f"broker url {redact(url)}: unknown scheme {scheme!r}")

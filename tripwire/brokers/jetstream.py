@@ -1,8 +1,10 @@
 """NATS JetStream adapter: motion frames in a work-queue stream, pulled by one durable consumer.
 
 Three streams are declared on connect: motion (work queue: a frame lives until the detector
-acks it), results (detections, alerts, wake; limits retention) and dead letters. The
-consumer's lag (waiting + unacked) is exactly what the KEDA NATS JetStream scaler reads.
+acks it), results (detections, alerts, event open/close, wake; limits retention) and dead
+letters. The consumer's lag (waiting + unacked) is exactly what the KEDA NATS JetStream
+scaler reads. The ``events`` feed is a second durable consumer, on the results stream,
+filtered to detections and event messages: the events function reads it.
 ``subscribe`` is a plain core NATS subscription: a JetStream publish reaches it as well.
 """
 
@@ -24,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tripwire import contract
 from tripwire.brokers.jetstream_message import JetStreamMessage, visible
-from tripwire.brokers.protocol import Message, TransientMessage
+from tripwire.brokers.protocol import Feed, Message, TransientMessage
 from tripwire.contract import Header
 from tripwire.embedded_nats import MAX_PAYLOAD
 from tripwire.errors import BrokerError, BrokerUnavailable, PayloadTooLarge, PublishTimeout
@@ -81,13 +83,19 @@ class NatsSettings(BaseModel):
     max_msg_bytes: int = Field(MAX_PAYLOAD, ge=KiB, le=64 * MiB, description="largest frame")
     duplicate_window_s: float = Field(120, gt=0, le=DAY_S, description="Tripwire-Id dedup window")
     durable: str = Field("detector", description="durable pull consumer shared by detectors")
+    events_durable: str = Field(
+        "events", description="durable consumer of the events function on the results stream"
+    )
     ack_wait_s: float = Field(30, ge=1, le=3600, description="redeliver if unacked this long")
     max_ack_pending: int = Field(1000, ge=1, le=1_000_000, description="frames in flight, max")
-    results_stream: str = Field("TRIPWIRE_RESULTS", description="detections, alerts, wake")
+    results_stream: str = Field(
+        "TRIPWIRE_RESULTS", description="detections, alerts, event open/close, wake"
+    )
     results_subjects: list[str] = Field(
         default_factory=lambda: [
             f"{contract.DETECTIONS_PREFIX}.>",
             f"{contract.ALERTS_PREFIX}.>",
+            f"{contract.EVENTS_PREFIX}.>",
             contract.WAKE_SUBJECT,
         ],
         min_length=1,
@@ -104,7 +112,9 @@ class NatsSettings(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> NatsSettings:
-        names = (self.stream, self.results_stream, self.dead_stream, self.durable)
+        names = (
+            self.stream, self.results_stream, self.dead_stream, self.durable, self.events_durable
+        )  # fmt: skip
         for name in names:
             if not _NAME_RE.match(name):
                 raise ValueError(f"name {name!r}: use 1-64 of A-Z, a-z, 0-9, '_' or '-'")
@@ -142,8 +152,20 @@ class JetStreamBroker:
         *,
         connect_timeout_s: float,
         publish_timeout_s: float,
+        feed: Feed = "motion",
     ) -> None:
         self.settings = settings
+        self.feed = feed
+        # What fetch and depth read: the motion stream's detector consumer, or the events
+        # function's consumer of detections and event messages on the results stream.
+        if feed == "events":
+            self._stream, self._durable = settings.results_stream, settings.events_durable
+            self._filters: list[str] | None = [
+                f"{contract.DETECTIONS_PREFIX}.>",
+                f"{contract.EVENTS_PREFIX}.>",
+            ]
+        else:
+            self._stream, self._durable, self._filters = settings.stream, settings.durable, None
         self._url = url
         self._connect_timeout_s = connect_timeout_s
         self._publish_timeout_s = publish_timeout_s
@@ -301,7 +323,7 @@ class JetStreamBroker:
         try:
             await self._declare_streams()
             if self._sub is not None:
-                await self._jetstream().add_consumer(self.settings.stream, self._consumer_config())
+                await self._jetstream().add_consumer(self._stream, self._consumer_config())
         except BrokerError as exc:
             log.warning("%s", exc)
         except Exception as exc:
@@ -367,8 +389,9 @@ class JetStreamBroker:
     def _consumer_config(self) -> api.ConsumerConfig:
         s = self.settings
         return api.ConsumerConfig(
-            name=s.durable,
-            durable_name=s.durable,
+            name=self._durable,
+            durable_name=self._durable,
+            filter_subjects=self._filters,
             ack_policy=api.AckPolicy.EXPLICIT,
             ack_wait=s.ack_wait_s,
             max_ack_pending=s.max_ack_pending,
@@ -379,14 +402,14 @@ class JetStreamBroker:
         """The durable pull consumer, created (or updated) on first use."""
         if self._sub is not None:
             return self._sub
-        js, s = self._jetstream(), self.settings
+        js, stream, durable = self._jetstream(), self._stream, self._durable
         async with self._consumer_lock:
             if self._sub is None:
                 try:
-                    await js.add_consumer(s.stream, self._consumer_config())
-                    self._sub = await js.pull_subscribe_bind(durable=s.durable, stream=s.stream)
+                    await js.add_consumer(stream, self._consumer_config())
+                    self._sub = await js.pull_subscribe_bind(durable=durable, stream=stream)
                 except Exception as exc:
-                    raise self.wrap(exc, f"create consumer {s.stream}/{s.durable}") from exc
+                    raise self.wrap(exc, f"create consumer {stream}/{durable}") from exc
             return self._sub
 
     # The Protocol names the parameter `timeout`; it bounds the pull request, not this call.
@@ -401,20 +424,20 @@ class JetStreamBroker:
         except TimeoutError:
             return []
         except Exception as exc:
-            raise self.wrap(exc, f"fetch from {self.settings.stream}") from exc
+            raise self.wrap(exc, f"fetch from {self._stream}") from exc
         return [JetStreamMessage(self, m) for m in msgs]
 
     async def depth(self) -> int:
         if not self.connected:
             raise BrokerUnavailable(f"nats {redact(self._url)}: depth: disconnected")
         await self._consumer()
-        s = self.settings
+        stream, durable = self._stream, self._durable
         try:
             info = await self._jetstream().consumer_info(
-                s.stream, s.durable, timeout=self._publish_timeout_s
+                stream, durable, timeout=self._publish_timeout_s
             )
         except Exception as exc:
-            raise self.wrap(exc, f"consumer info {s.stream}/{s.durable}") from exc
+            raise self.wrap(exc, f"consumer info {stream}/{durable}") from exc
         return (info.num_pending or 0) + (info.num_ack_pending or 0)
 
     async def subscribe(self, subject: str) -> AsyncIterator[Message]:

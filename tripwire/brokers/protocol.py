@@ -13,7 +13,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
+
+# What a broker's ``fetch`` and ``depth`` read: motion frames (the detectors' work queue) or
+# the events function's feed of detections and event open/close/status messages.
+Feed = Literal["motion", "events"]
 
 
 @runtime_checkable

@@ -14,7 +14,11 @@ Topology, declared by ``connect`` (and again after every reconnect)::
 
     tripwire (topic) --tripwire.motion.#--> tripwire.motion (quorum, x-max-length,
                                              x-overflow, x-dead-letter-exchange)
+                     --tripwire.detections.#, tripwire.events.#--> tripwire.events (same)
     tripwire.dlx (topic) --#--> tripwire.dead
+
+Every connection declares the events queue too, so results and event messages are kept for
+the events function even while it is down; its ``feed="events"`` adapter consumes it.
 
 Publishing and consuming use separate connections (the consumer's is opened by the first
 ``fetch``): a publisher the broker blocks under a memory alarm cannot stall acks that would
@@ -44,13 +48,13 @@ import pika
 from pika import exceptions as pika_errors
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from tripwire.brokers.protocol import Message
+from tripwire.brokers.protocol import Feed, Message
 from tripwire.brokers.rabbitmq_confirms import Confirms, topic_matches
 from tripwire.brokers.rabbitmq_link import Link, Lost, Ready, describe
 from tripwire.brokers.rabbitmq_listen import Listeners
 from tripwire.brokers.rabbitmq_management import Management
 from tripwire.brokers.rabbitmq_message import RabbitMessage, headers_from_amqp
-from tripwire.contract import Header
+from tripwire.contract import DETECTIONS_PREFIX, EVENTS_PREFIX, Header
 from tripwire.errors import BrokerError, BrokerUnavailable, ConfigError
 from tripwire.urls import redact
 
@@ -70,6 +74,16 @@ class RabbitSettings(BaseModel):
     )
     binding_key: str = Field(
         "tripwire.motion.#", min_length=1, max_length=255, description="motion queue binding"
+    )
+    events_queue: str | None = Field(
+        None,
+        min_length=1,
+        max_length=255,
+        description="queue the events function reads (detections, event messages); "
+        "unset = <exchange>.events",
+    )
+    events_max_length: int = Field(
+        100_000, ge=1, le=100_000_000, description="x-max-length of the events queue"
     )
     queue_type: Literal["quorum", "classic"] = Field(
         "quorum", description="quorum: replicated, counts deliveries (x-delivery-count)"
@@ -105,10 +119,20 @@ class RabbitSettings(BaseModel):
             raise ValueError("delivery_limit (x-delivery-limit) needs queue_type quorum")
         if self.queue == self.dead_letter_queue or self.exchange == self.dead_letter_exchange:
             raise ValueError("the dead-letter exchange and queue must differ from the main ones")
+        if self.events_queue_name in {self.queue, self.dead_letter_queue}:
+            raise ValueError("events_queue must differ from the motion and dead-letter queues")
         scheme = urlsplit(self.management_url).scheme if self.management_url else "http"
         if scheme not in {"http", "https"}:
             raise ValueError("management_url must start with http:// or https://")
         return self
+
+    @property
+    def events_queue_name(self) -> str:
+        return self.events_queue or f"{self.exchange}.events"
+
+
+# What the events queue is bound with: results and the edge's event messages.
+EVENTS_BINDINGS = (f"{DETECTIONS_PREFIX}.#", f"{EVENTS_PREFIX}.#")
 
 
 class RabbitBroker:
@@ -123,6 +147,7 @@ class RabbitBroker:
         *,
         connect_timeout_s: float,
         publish_timeout_s: float,
+        feed: Feed = "motion",
     ) -> None:
         parts = urlsplit(url)
         if parts.username and parts.password is None:
@@ -134,13 +159,16 @@ class RabbitBroker:
             raise ConfigError(f"broker url {redact(url)}: {describe(exc, url)}") from None
         self._url = url
         self._settings = settings
+        self.feed = feed
+        # The queue fetch and depth read.
+        self._queue = settings.events_queue_name if feed == "events" else settings.queue
         self._connect_timeout_s = connect_timeout_s
         self._management = Management(
             url,
             settings.management_url,
             (params.credentials.username, params.credentials.password),
             params.virtual_host,
-            settings.queue,
+            self._queue,
             settings.management_timeout_s,
         )
         self._confirms = Confirms(settings, publish_timeout_s, self._context, self._why)
@@ -181,7 +209,10 @@ class RabbitBroker:
     async def publish(self, subject: str, body: bytes, headers: Mapping[str, str]) -> None:
         self._check_open()
         properties = self._properties(dict(headers))
-        mandatory = topic_matches(self._settings.binding_key, subject)
+        # Mandatory where a tripwire queue must hold it: a lost binding is then an error.
+        mandatory = topic_matches(self._settings.binding_key, subject) or any(
+            topic_matches(key, subject) for key in EVENTS_BINDINGS
+        )
         await self._publish(self._settings.exchange, subject, body, properties, mandatory)
 
     async def fetch(self, max_messages: int, timeout: float) -> list[Message]:  # noqa: ASYNC109
@@ -224,12 +255,12 @@ class RabbitBroker:
             log.warning(
                 "%s",
                 self._context(
-                    f"no statistics for {self._settings.queue} yet; "
+                    f"no statistics for {self._queue} yet; "
                     "depth counts ready messages only until they come"
                 ),
             )
         channel = self._publisher.channel
-        queue = self._settings.queue
+        queue = self._queue
         if channel is None:
             raise BrokerUnavailable(self._context(f"{queue} has no statistics yet, no AMQP"))
         try:
@@ -304,6 +335,11 @@ class RabbitBroker:
             arguments["x-delivery-limit"] = s.delivery_limit
         await rpc(channel.queue_declare, queue=s.queue, durable=True, arguments=arguments)
         await rpc(channel.queue_bind, queue=s.queue, exchange=s.exchange, routing_key=s.binding_key)
+        events = s.events_queue_name
+        arguments = {**arguments, "x-max-length": s.events_max_length}
+        await rpc(channel.queue_declare, queue=events, durable=True, arguments=arguments)
+        for key in EVENTS_BINDINGS:
+            await rpc(channel.queue_bind, queue=events, exchange=s.exchange, routing_key=key)
 
     def _publisher_lost(self, exc: BaseException) -> None:
         why = f"connection lost before the confirm ({self._why(exc)}); it may or may not be stored"
@@ -326,7 +362,7 @@ class RabbitBroker:
         await rpc(channel.basic_qos, prefetch_count=s.prefetch)
         # basic.cancel from the broker (queue deleted) leaves the channel open but idle.
         channel.add_on_cancel_callback(lambda _frame: self._consumer.drop("consumer cancelled"))
-        await rpc(channel.basic_consume, s.queue, self._on_delivery)
+        await rpc(channel.basic_consume, self._queue, self._on_delivery)
 
     def _on_delivery(self, channel: Any, method: Any, properties: Any, body: bytes) -> None:
         headers, count = headers_from_amqp(properties.headers)
@@ -394,7 +430,7 @@ class RabbitBroker:
         params.socket_timeout = attempt_s
         params.stack_timeout = attempt_s
         params.client_properties = {
-            "connection_name": f"tripwire {role} {self._settings.queue} pid {os.getpid()}"
+            "connection_name": f"tripwire {role} {self._queue} pid {os.getpid()}"
         }
         return Link(
             self._url,

@@ -122,20 +122,28 @@ class Confirms:
                 pending.returned = f"{method.reply_code} {method.reply_text}"
                 return
 
+    def _queue_for(self, pending: _Pending) -> tuple[str, int]:
+        s = self._settings
+        if pending.exchange != s.exchange:
+            return s.dead_letter_queue, s.max_length
+        if topic_matches(s.binding_key, pending.routing_key):
+            return s.queue, s.max_length
+        return s.events_queue_name, s.events_max_length
+
     def _refused(self, pending: _Pending) -> str:
         s = self._settings
         if pending.exchange == s.exchange and pending.mandatory and s.overflow != "drop-head":
+            queue, limit = self._queue_for(pending)
             return self._context(
-                f"publish to {pending.routing_key} refused: queue {s.queue} is full "
-                f"(x-max-length {s.max_length}, overflow {s.overflow})"
+                f"publish to {pending.routing_key} refused: queue {queue} is full "
+                f"(x-max-length {limit}, overflow {s.overflow})"
             )
         return self._context(
             f"publish to {pending.routing_key} via {pending.exchange} refused (basic.nack)"
         )
 
     def _unroutable(self, pending: _Pending) -> str:
-        s = self._settings
-        queue = s.queue if pending.exchange == s.exchange else s.dead_letter_queue
+        queue, _ = self._queue_for(pending)
         return self._context(
             f"{pending.routing_key} was not routed to any queue by exchange {pending.exchange} "
             f"({pending.returned}); is queue {queue} still bound?"

@@ -4,8 +4,11 @@ The same ScaledObject that KEDA runs on a cluster drives this loop on one machin
 broker depth every pollingInterval, let :class:`~tripwire.scaler.rules.Scaler` decide, and
 converge the number of ``tripwire detector`` processes to the decision. Scale-in sends
 SIGTERM and waits for the detector's graceful stop (batch in hand finished and acked, the
-rest released); a crashed worker is replaced at the next step. A wake (push activation)
-starts the first worker without waiting for the next poll.
+rest released). A crashed worker is replaced, after an exponential backoff while workers keep
+crashing (like Kubernetes' CrashLoopBackOff), and the cause (the last line of its log) is
+logged; a worker that exits with ``MODEL_UNAVAILABLE_EXIT`` (its model cannot load at all)
+stops the pool with :class:`WorkerFatal` instead, since no restart can fix it. A wake (push
+activation) starts the first worker without waiting for the next poll.
 
 With ``prefork`` the pool keeps a standby process beside it (:mod:`tripwire.scaler.prefork`,
 ``functions.detector.zygote``) that has done a worker's imports, and forks workers from it:
@@ -28,13 +31,39 @@ from pathlib import Path
 from typing import Protocol
 
 from tripwire import timeline
-from tripwire.errors import BrokerError
+from tripwire.errors import MODEL_UNAVAILABLE_EXIT, BrokerError, TripwireError
 from tripwire.scaler.prefork import Zygote, ZygoteError
 from tripwire.scaler.rules import Scaler
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
+
+
+class WorkerFatal(TripwireError):
+    """A worker cannot start at all (its model cannot load); the message is its cause."""
+
+
+def crash_cause(path: Path | None, limit: int = 500) -> str:
+    """The cause of a crash as the worker wrote it, from the end of its log: the command's
+    own error (``tripwire detector: ...``, with the lines it spans), else the last line (a
+    traceback's exception)."""
+    if path is None:
+        return "no log"
+    try:
+        with path.open("rb") as log_file:
+            log_file.seek(max(0, path.stat().st_size - 8192))
+            lines = [x.strip() for x in log_file.read().decode(errors="replace").splitlines()]
+    except OSError:
+        return f"no log at {path}"
+    lines = [x for x in lines if x]
+    if not lines:
+        return "its log is empty"
+    start = next(
+        (i for i in range(len(lines) - 1, -1, -1) if lines[i].startswith("tripwire ")),
+        len(lines) - 1,
+    )
+    return " ".join(lines[start:])[:limit]
 
 
 class WorkerProcess(Protocol):
@@ -58,6 +87,7 @@ class Worker:
     process: WorkerProcess
     started_at: float
     stopping: bool = False
+    log_path: Path | None = None
 
 
 @dataclass
@@ -73,9 +103,18 @@ class WorkerPool:
     stop_timeout_s: float
     log_dir: Path
     prefork: bool = False
+    # Crash loop: the first crash is replaced at once, the second after crash_backoff_s, then
+    # the wait doubles up to crash_backoff_max_s; a worker alive healthy_after_s ends the streak.
+    crash_backoff_s: float = 1.0
+    crash_backoff_max_s: float = 60.0
+    healthy_after_s: float = 30.0
+    clock: Clock = time.monotonic
     workers: list[Worker] = field(default_factory=list)
     started: int = 0
     crashed: int = 0
+    crash_streak: int = 0
+    last_crash: str | None = None  # the cause of the last crash, from the worker's log
+    start_after: float = 0.0  # clock time before which no worker is started (backoff)
     _stopping: set[asyncio.Task[None]] = field(default_factory=set)
     standby: Zygote | None = field(default=None, init=False)
 
@@ -99,26 +138,54 @@ class WorkerPool:
         return sum(1 for w in self.workers if not w.stopping and w.process.returncode is None)
 
     def reap(self) -> None:
-        """Forget workers that exited; count those that exited unasked as crashed."""
+        """Forget workers that exited; count those that exited unasked as crashed.
+
+        Raises WorkerFatal when one exited because its model cannot load.
+        """
+        now = self.clock()
         for worker in list(self.workers):
             code = worker.process.returncode
             if code is None:
+                if now - worker.started_at >= self.healthy_after_s:
+                    self.crash_streak = 0
                 continue
             self.workers.remove(worker)
-            if not worker.stopping:
-                self.crashed += 1
-                log.warning(
-                    "detector worker pid %d exited with %d; it will be replaced",
-                    worker.process.pid,
-                    code,
+            if worker.stopping:
+                continue
+            self.crashed += 1
+            cause = crash_cause(worker.log_path)
+            self.last_crash = cause
+            pid = worker.process.pid
+            timeline.record("worker_crashed", worker_pid=pid, code=code, cause=cause)
+            if code == MODEL_UNAVAILABLE_EXIT:
+                raise WorkerFatal(f"detector worker cannot load its model: {cause}")
+            self.crash_streak += 1
+            # As the kubelet does: the first crash is replaced at once, then the wait doubles.
+            delay = (
+                0.0
+                if self.crash_streak == 1
+                else min(
+                    self.crash_backoff_max_s, self.crash_backoff_s * 2 ** (self.crash_streak - 2)
                 )
-                timeline.record("worker_crashed", worker_pid=worker.process.pid, code=code)
+            )
+            self.start_after = now + delay
+            log.warning(
+                "detector worker pid %d exited with %d: %s (see %s); restarting in %.0fs"
+                " (crash %d in a row)",
+                pid,
+                code,
+                cause,
+                worker.log_path,
+                delay,
+                self.crash_streak,
+            )
 
     async def converge(self, desired: int) -> None:
         self.reap()
         if self.standby is not None:
             await self.standby.ensure_running()
-        while self.running < desired:
+        # In a crash loop, the replacement waits out its backoff (later steps start it).
+        while self.running < desired and self.clock() >= self.start_after:
             await self._start()
         extra = self.running - desired
         # Newest first: the oldest workers are warm and most likely mid-batch elsewhere.
@@ -150,7 +217,7 @@ class WorkerPool:
                     start_new_session=True,
                 )
         self.started += 1
-        self.workers.append(Worker(process, time.monotonic()))
+        self.workers.append(Worker(process, self.clock(), log_path=log_path))
         log.info("started detector worker pid %d%s", process.pid, " (forked)" if forked else "")
         timeline.record("worker_started", worker_pid=process.pid, forked=forked)
 
@@ -183,7 +250,8 @@ class WorkerPool:
                 self._stop(worker)
         if self._stopping:
             await asyncio.gather(*list(self._stopping), return_exceptions=True)
-        self.reap()
+        with contextlib.suppress(WorkerFatal):  # reported by the step that saw it
+            self.reap()
         if self.standby is not None:
             await self.standby.stop()
 

@@ -28,6 +28,7 @@ from tripwire.scaler.triggers import TRIGGERS, Broker, Trigger
 
 API_VERSION = "keda.sh/v1alpha1"
 REPO = Path(__file__).resolve().parents[2]
+PACKAGED = Path(__file__).resolve().with_name("keda")  # package data: deploy/keda's policies
 PAUSE_ANNOTATION_PREFIX = "autoscaling.keda.sh/paused"
 
 
@@ -149,8 +150,14 @@ class ScalingPolicy(BaseModel):
 
 
 def policy_file(broker: Broker, root: Path = REPO) -> Path:
-    """deploy/keda/<broker>/scaledobject.yaml under ``root`` (the repository by default)."""
-    return root / "deploy" / "keda" / broker / "scaledobject.yaml"
+    """deploy/keda/<broker>/scaledobject.yaml under ``root`` (the repository by default).
+
+    Installed from a wheel there is no deploy/ folder: the copy packaged beside this module
+    (tripwire/scaler/keda/, kept equal to deploy/keda by tests/test_scaler_packaged_policy.py)
+    is used instead.
+    """
+    path = root / "deploy" / "keda" / broker / "scaledobject.yaml"
+    return path if path.is_file() else PACKAGED / broker / "scaledobject.yaml"
 
 
 def _path(loc: tuple[int | str, ...]) -> str:

@@ -13,10 +13,12 @@ COPY pyproject.toml README.md /src/
 COPY tripwire /src/tripwire
 COPY functions /src/functions
 COPY gateway /src/gateway
+COPY console /src/console
 COPY loadtest /src/loadtest
-# A plain (non-editable) install of the base dependencies only: no "detector" extra, so no
-# torch or ultralytics ever reaches this image.
-RUN /opt/tripwire/bin/pip install /src
+# A plain (non-editable) install of the base dependencies and the "cluster" extra (the
+# kubernetes client, for the wake controller that runs from this image): no "detector" extra,
+# so no torch or ultralytics ever reaches this image.
+RUN /opt/tripwire/bin/pip install "/src[cluster]"
 
 FROM ${PYTHON_IMAGE} AS runtime
 # A fixed numeric uid so that the pod's runAsNonRoot can verify it without a passwd lookup.

@@ -1,4 +1,4 @@
-"""Deliver alerts to an optional webhook without ever holding up detection.
+"""Deliver alerts to an optional webhook without ever holding up the events function.
 
 Alerts go into a bounded queue; one background task POSTs them as JSON with a timeout and
 retries with exponential backoff. A full queue drops the oldest alert (counted and logged),

@@ -1,0 +1,108 @@
+"""Run one events function process: database, broker feed, notifiers, metrics, signals."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+
+from prometheus_client import start_http_server
+
+from functions.events.metrics import EventsMetrics
+from functions.events.mqtt import MqttNotifier
+from functions.events.webhook import Webhook
+from functions.events.worker import EventsFunction
+from tripwire.brokers import open_broker
+from tripwire.config import load_config
+from tripwire.errors import StoreUnavailable
+from tripwire.eventstore import Store
+from tripwire.runtime import resolve_broker
+from tripwire.settings import EventsSettings
+
+log = logging.getLogger(__name__)
+
+
+async def _migrated(store: Store, stop: asyncio.Event, retry_max_s: float) -> bool:
+    """Upgrade the schema, waiting for a database that is not up yet; False if stopped."""
+    delay = 0.5
+    while not stop.is_set():
+        try:
+            await asyncio.to_thread(store.migrate)
+            return True
+        except StoreUnavailable as exc:
+            log.warning("events db not reachable yet (%s); retrying in %.1fs", exc, delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+            delay = min(delay * 2, retry_max_s)
+    return False
+
+
+async def run_events(settings: EventsSettings) -> int:
+    cameras = load_config(settings.config_path())
+    stop = asyncio.Event()
+    function: EventsFunction | None = None
+
+    def on_signal() -> None:
+        stop.set()
+        if function is not None:
+            function.stop()
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal)
+    metrics = EventsMetrics()
+    server, _ = start_http_server(
+        settings.metrics_port, settings.metrics_host, registry=metrics.registry
+    )
+    log.info("events metrics on http://%s:%d/metrics", settings.metrics_host, server.server_port)
+    store = Store.from_settings(settings.events_db, settings.home)
+    endpoint = resolve_broker(settings)
+    broker = open_broker(settings.broker, endpoint.url, feed="events")
+    webhook = mqtt = None
+    try:
+        if not await _migrated(store, stop, settings.retry_max_s):
+            return 0
+        log.info("events db %s at revision %s", store.display_url, store.revision())
+        await broker.connect()
+        if settings.webhook_url:
+            webhook = Webhook(
+                str(settings.webhook_url),
+                timeout_s=settings.webhook_timeout_s,
+                attempts=settings.webhook_attempts,
+            )
+            webhook.start()
+        if settings.mqtt.url:
+            mqtt = MqttNotifier(settings.mqtt, f"tripwire-events-{os.getpid()}")
+            mqtt.start()
+        function = EventsFunction(settings, cameras, broker, store, metrics, webhook, mqtt)
+        if stop.is_set():
+            function.stop()
+        runner = asyncio.create_task(function.run())
+        stopped = asyncio.create_task(stop.wait())
+        await asyncio.wait({runner, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        if runner.done():
+            runner.result()  # the loop ended on its own: an error, raised here
+        try:
+            await asyncio.wait_for(runner, settings.stop_timeout_s)
+        except TimeoutError:
+            runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await runner
+        c = function.counts
+        log.info(
+            "events stopped: %d acked, %d results (%d duplicates), %d alerts, %d dead-lettered",
+            c.acked, c.results, c.duplicates, c.alerts, c.dead,
+        )  # fmt: skip
+    finally:
+        if webhook is not None:
+            await webhook.close()
+        if mqtt is not None:
+            await asyncio.to_thread(mqtt.close)
+        await broker.close()
+        endpoint.stop()
+        store.close()
+        server.shutdown()
+    return 0
