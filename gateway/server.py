@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 # The only paths the camera-facing port answers when the internal port is separate.
 CAMERA_PATHS = frozenset({"/healthz", "/readyz"})
 _FRAMES_PREFIX = "/v1/cameras/"
+GRACEFUL_SHUTDOWN_S = 15
 _TIMEOUT_ANSWER = b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
 
 
@@ -133,6 +134,9 @@ def server(
         log_level=settings.log_level.lower(),
         ssl_certfile=settings.tls_certfile,
         ssl_keyfile=settings.tls_keyfile,
+        # A request still in flight at SIGTERM (a camera stalled mid-body) must not hold the
+        # exit past the pod's grace period (30 s, 5 of them in preStop).
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
         **options,
     )
     return uvicorn.Server(config), sockets

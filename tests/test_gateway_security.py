@@ -563,3 +563,43 @@ def test_cameras_post_over_tls(nats: EmbeddedNats, tmp_path: Path) -> None:
                 pass  # the TLS server closed the connection
             else:
                 assert answer.status_code == 400, answer.text  # not a frame accepted
+
+
+def test_a_stalled_upload_does_not_hold_the_exit(tmp_path: Path) -> None:
+    """SIGTERM with a camera stalled mid-body: `tripwire gateway` exits within its graceful
+    shutdown bound, not after the body deadline (here 300 s)."""
+    from gateway.server import GRACEFUL_SHUTDOWN_S
+    from tripwire.starter import write_starter_config
+
+    _, tokens = write_starter_config(tmp_path, 1, force=True)
+    token = tokens.read_text().split("=", 1)[1].split()[0]
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRIPWIRE_")}
+    env |= {"TRIPWIRE_HOME": str(tmp_path), "TRIPWIRE_PORT": str(port), "PYTHONPATH": str(REPO)}
+    env["TRIPWIRE_BODY_TIMEOUT_S"] = "300"
+    gateway = subprocess.Popen(
+        [sys.executable, "-m", "tripwire.cli", "gateway"], env=env, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline, "gateway did not start"
+                time.sleep(0.2)
+        with socket.create_connection(("127.0.0.1", port), 5) as sock:
+            sock.sendall(
+                f"POST /v1/cameras/cam-1/frames HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+                f"{token}\r\nContent-Type: image/jpeg\r\nContent-Length: 100000\r\n\r\n".encode()
+                + b"\xff\xd8\xff"
+            )
+            time.sleep(0.5)
+            started = time.monotonic()
+            gateway.terminate()
+            gateway.wait(GRACEFUL_SHUTDOWN_S + 30)
+            assert time.monotonic() - started < GRACEFUL_SHUTDOWN_S + 30
+    finally:
+        gateway.kill()
+        gateway.wait(30)
