@@ -16,7 +16,32 @@ from gateway.routers import frames, health
 from tripwire import __version__
 from tripwire.brokers import Broker
 from tripwire.config import CamerasFile
+from tripwire.errors import ConfigError
 from tripwire.settings import GatewaySettings
+
+# Room for what travels beside a frame: contract headers, message id, dead-letter notes.
+HEADER_ROOM = 64 * 1024
+
+
+def check_frame_limit(settings: GatewaySettings, broker: Broker) -> None:
+    """Refuse a frame limit the connected broker can never store: such frames would be
+    accepted by the HTTP layer and then fail to publish every time."""
+    limit = broker.max_payload
+    if limit is not None and settings.max_frame_bytes + HEADER_ROOM > limit:
+        raise ConfigError(
+            f"max_frame_bytes {settings.max_frame_bytes} (+{HEADER_ROOM} for headers) is over "
+            f"the broker's max payload of {limit} bytes: lower TRIPWIRE_MAX_FRAME_BYTES or "
+            "raise the broker's limit (nats-server max_payload)"
+        )
+
+
+async def preflight(settings: GatewaySettings, broker: Broker) -> None:
+    """Connect ``broker`` once and check the settings against it (before serving)."""
+    await broker.connect()
+    try:
+        check_frame_limit(settings, broker)
+    finally:
+        await broker.close()
 
 
 async def _report_status(edge: Edge, interval_s: float) -> None:
@@ -34,6 +59,7 @@ def create_app(settings: GatewaySettings, cameras: CamerasFile, broker: Broker) 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if not broker.connected:
             await broker.connect()
+        check_frame_limit(settings, broker)
         edge = Edge(cameras, broker, metrics, settings.motion_threads, settings.motion_gate)
         app.state.edge = edge
         status = asyncio.create_task(_report_status(edge, settings.status_interval_s))

@@ -22,7 +22,7 @@ from functions.motion.publisher import MotionPublisher, frame_meta
 from gateway.metrics import GatewayMetrics
 from tripwire.brokers import Broker
 from tripwire.config import CameraConfig, CamerasFile
-from tripwire.errors import BrokerError, TripwireError
+from tripwire.errors import BrokerError, PayloadTooLarge, TripwireError
 from tripwire.tokens import verify
 
 T = TypeVar("T")
@@ -148,6 +148,8 @@ class Edge:
         started = time.perf_counter()
         try:
             await self.publisher.publish(meta, body, result.event_opened)
+        except PayloadTooLarge:
+            raise  # permanent: the API answers 413, not 503
         except BrokerError as exc:
             raise BrokerDown(f"camera {camera}: frame {frame_seq}: {exc}") from exc
         self.metrics.publish_seconds.observe(time.perf_counter() - started)

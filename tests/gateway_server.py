@@ -7,10 +7,9 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import uvicorn
-
 from gateway.app import create_app
 from gateway.fastpath import IngestFastPath
+from gateway.server import server as gateway_server
 from tripwire.brokers import open_broker
 from tripwire.config import CamerasFile
 from tripwire.embedded_nats import free_port
@@ -25,14 +24,16 @@ def running_gateway(
 
     ``fast_path`` serves it as ``tripwire gateway`` does (the ingest route in front of
     FastAPI); False serves the plain FastAPI app, whose route must answer the same.
+    A ``settings.internal_port`` is served as given (pick it with ``free_port``).
     """
     port = free_port()
+    settings = settings.model_copy(
+        update={"host": "127.0.0.1", "port": port, "log_level": "WARNING"}
+    )
     app = create_app(settings, cameras, open_broker(settings.broker, broker_url))
     asgi = IngestFastPath(app) if fast_path else app
-    server = uvicorn.Server(
-        uvicorn.Config(asgi, host="127.0.0.1", port=port, log_level="warning", access_log=False)
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
+    server, sockets = gateway_server(asgi, settings)
+    thread = threading.Thread(target=server.run, args=(sockets,), daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
     while not server.started:

@@ -84,8 +84,8 @@ def _generated(kind: str, gen: dict[str, Any], folder: Path, options: dict[str, 
         meta["labels"] = dict(merged["labels"])
     if kind == "Secret":
         encoded = {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}
-        return {"apiVersion": "v1", "kind": kind, "metadata": meta, "type": "Opaque",
-                "data": encoded}  # fmt: skip
+        return {"apiVersion": "v1", "kind": kind, "metadata": meta,
+                "type": gen.get("type", "Opaque"), "data": encoded}  # fmt: skip
     return {"apiVersion": "v1", "kind": kind, "metadata": meta, "data": data}
 
 
@@ -397,6 +397,48 @@ def test_edge_daemonset_keeps_camera_traffic_on_its_node(built: Any) -> None:
     (service,) = _find(objects, "Service", "tripwire-edge")
     assert service["spec"]["externalTrafficPolicy"] == "Local"
     assert service["spec"]["internalTrafficPolicy"] == "Local"
+
+
+def test_edge_serves_cameras_over_tls_and_keeps_metrics_and_docs_internal(built: Any) -> None:
+    """The NodePort cameras reach carries only the gateway's TLS camera port; /metrics and
+    /docs live on the internal port, which only a ClusterIP Service and Prometheus reach."""
+    _, monitoring, objects = built
+    (edge,) = _find(objects, "DaemonSet", "tripwire-edge")
+    pod = edge["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    env = {k: v.get("value") for k, v in _env(container).items()}
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert env["TRIPWIRE_PORT"] == str(ports["https"])
+    assert env["TRIPWIRE_INTERNAL_PORT"] == str(ports["internal"])
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    (tls,) = [v for v in pod["volumes"] if v["name"] == "tls"]
+    (secret,) = _find(objects, "Secret", tls["secret"]["secretName"])
+    assert secret["type"] == "kubernetes.io/tls" and set(secret["data"]) == {"tls.crt", "tls.key"}
+    assert env["TRIPWIRE_TLS_CERTFILE"] == f"{mounts['tls']}/tls.crt"
+    assert env["TRIPWIRE_TLS_KEYFILE"] == f"{mounts['tls']}/tls.key"
+    for probe in ("readinessProbe", "livenessProbe"):
+        get = container[probe]["httpGet"]
+        assert (get["port"], get["scheme"]) == ("internal", "HTTPS"), probe
+    edge_pods = {"app.kubernetes.io/name": "tripwire-edge"}
+    services = [s for s in _find(objects, "Service") if s["spec"]["selector"] == edge_pods]
+    for service in services:
+        targets = {p["targetPort"] for p in service["spec"]["ports"]}
+        if service["spec"].get("type") == "NodePort":
+            assert targets == {"https"}, service["metadata"]["name"]
+        else:
+            assert service["spec"].get("type", "ClusterIP") == "ClusterIP"
+    assert {p["targetPort"] for s in services for p in s["spec"]["ports"]} == {"https", "internal"}
+    (open_to_all,) = _find(objects, "NetworkPolicy", "tripwire-edge-ingress")
+    (rule,) = open_to_all["spec"]["ingress"]
+    assert "from" not in rule and [p["port"] for p in rule["ports"]] == [ports["https"]]
+    for monitor in _find(objects, "ServiceMonitor", "tripwire-edge"):
+        (endpoint,) = monitor["spec"]["endpoints"]
+        assert (endpoint["port"], endpoint["scheme"]) == ("internal", "https")
+    if monitoring:
+        (scrape,) = _find(objects, "NetworkPolicy", "prometheus-scrape")
+        assert ports["internal"] in {
+            p["port"] for r in scrape["spec"]["ingress"] for p in r["ports"]
+        }
 
 
 def test_containers_run_real_tripwire_commands_with_valid_settings(

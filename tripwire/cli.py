@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from tripwire.errors import TripwireError
+from tripwire.logs import redact_text, settings_error
 
 log = logging.getLogger("tripwire")
 
@@ -78,10 +79,11 @@ def _cmd_config_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_gateway(args: argparse.Namespace) -> int:
-    import uvicorn
+    import asyncio
 
-    from gateway.app import create_app
+    from gateway.app import create_app, preflight
     from gateway.fastpath import IngestFastPath
+    from gateway.server import server
     from tripwire.brokers import open_broker
     from tripwire.config import load_config
     from tripwire.runtime import resolve_broker
@@ -91,20 +93,16 @@ def _cmd_gateway(args: argparse.Namespace) -> int:
     _logging(settings.log_level)
     cameras = load_config(settings.config_path())
     if not cameras.cameras:
-        log.warning("no cameras configured: every POST will be answered 404 (see --config)")
+        log.warning("no cameras configured: every POST will be answered 401 (see --config)")
     endpoint = resolve_broker(settings)
     # uvicorn re-raises the SIGTERM it handled once it has shut down; with the default
     # action that would end the process before the embedded NATS server is stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
+        asyncio.run(preflight(settings, open_broker(settings.broker, endpoint.url)))
         app = create_app(settings, cameras, open_broker(settings.broker, endpoint.url))
-        uvicorn.run(
-            IngestFastPath(app),
-            host=settings.host,
-            port=settings.port,
-            access_log=False,
-            log_level=settings.log_level.lower(),
-        )
+        gateway, sockets = server(IngestFastPath(app), settings)
+        gateway.run(sockets)
     finally:
         endpoint.stop()
     return 0
@@ -328,9 +326,9 @@ def _cmd_bench_energy(args: argparse.Namespace) -> int:
 
 
 def _logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    from tripwire.logs import configure
+
+    configure(level)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -523,8 +521,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         code: int = args.func(args)
-    except (TripwireError, ValidationError) as exc:
-        print(f"tripwire {args.command}: {exc}", file=sys.stderr)
+    except ValidationError as exc:
+        print(f"tripwire {args.command}: {settings_error(exc)}", file=sys.stderr)
+        return 2
+    except TripwireError as exc:
+        print(f"tripwire {args.command}: {redact_text(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -87,14 +87,20 @@ class EmbeddedNats:
 
     @classmethod
     def start(
-        cls, store_dir: Path, *, port: int = 0, monitor_port: int = 0, timeout: float = 15.0
+        cls,
+        store_dir: Path,
+        *,
+        port: int = 0,
+        monitor_port: int = 0,
+        timeout: float = 15.0,
+        max_payload: int = MAX_PAYLOAD,
     ) -> EmbeddedNats:
         """Start a server; ports of 0 mean free ports picked now."""
         store_dir.mkdir(parents=True, exist_ok=True)
         port, monitor_port = port or free_port(), monitor_port or free_port()
         log_path = store_dir / "nats-server.log"
         config = store_dir / "nats-server.conf"
-        config.write_text(f"max_payload: {MAX_PAYLOAD}\n")
+        config.write_text(f"max_payload: {max_payload}\n")
         cmd = [
             nats_server_binary(),
             "-a",

@@ -37,6 +37,15 @@ class ArchiveUnavailable(ArchiveError):
     """The archive cannot be reached now (retries used up); the caller may retry later."""
 
 
+class BrokerRejected(BrokerError):
+    """The broker refused this message for good (too large, unroutable): retrying the same
+    message cannot succeed, so it is answered or dead-lettered at once."""
+
+
+class PayloadTooLarge(BrokerRejected):
+    """The message is over the broker's size limit (NATS max_payload, a stream's max size)."""
+
+
 class StoreError(TripwireError):
     """An events database operation failed for good (schema, constraint, bad query)."""
 

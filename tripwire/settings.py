@@ -6,8 +6,11 @@ One ``BaseSettings`` class per process; nested blocks use ``__`` (for example
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, model_validator
@@ -17,6 +20,7 @@ from tripwire.archive.settings import ArchiveSettings
 from tripwire.brokers.jetstream import NatsSettings
 from tripwire.brokers.rabbitmq import RabbitSettings
 from tripwire.eventstore.settings import StoreSettings
+from tripwire.logs import add_secret
 
 Profile = Literal["dev", "prod"]
 
@@ -41,28 +45,77 @@ class BrokerSettings(BaseModel):
 
     @model_validator(mode="after")
     def _scheme(self) -> BrokerSettings:
-        if self.url is not None and urlsplit(self.url).scheme not in {
-            "nats",
-            "tls",
-            "amqp",
-            "amqps",
-        }:
+        if self.url is None:
+            return self
+        parts = urlsplit(self.url)
+        if parts.scheme not in {"nats", "tls", "amqp", "amqps"}:
             raise ValueError("url must start with nats://, tls://, amqp:// or amqps://")
+        if parts.scheme.startswith("amqp") and parts.username and parts.password is None:
+            # pika would fail with a TypeError deep in its URL parsing.
+            raise ValueError("url: an amqp:// user name needs its password too")
         return self
 
 
 def refuse_placeholder(url: str | None, profile: Profile, what: str) -> None:
-    """Raise ``ValueError`` for a well-known default password outside the dev profile."""
+    """Raise ``ValueError`` for a well-known default password outside the dev profile, and
+    for an amqp:// URL without credentials (pika would then log in as guest/guest)."""
     if url is None or profile == "dev":
         return
-    password = urlsplit(url).password
+    parts = urlsplit(url)
+    if parts.scheme.startswith("amqp") and not (parts.username and parts.password):
+        raise ValueError(f"{what}: amqp:// needs user:password@ in the {profile} profile")
+    password = parts.password
     if password is not None and password.lower() in PLACEHOLDER_PASSWORDS:
         raise ValueError(f"{what}: a placeholder password is refused in the {profile} profile")
 
 
+ENV_PREFIX = "TRIPWIRE_"
+# Variables under the prefix that are read outside the settings classes.
+OTHER_VARIABLES = frozenset({"TRIPWIRE_TIMELINE"})
+# Settings classes defined beside their process rather than here: imported (only when a
+# variable is unknown to the classes above) so that their variables are known too.
+SETTINGS_MODULES = ("tripwire.wake.service",)
+
+
+def _settings_classes(cls: type[CommonSettings]) -> list[type[CommonSettings]]:
+    out = [cls]
+    for sub in cls.__subclasses__():
+        out += _settings_classes(sub)
+    return out
+
+
+def unknown_variables(environ: dict[str, str] | os._Environ[str]) -> list[str]:
+    """``TRIPWIRE_*`` variables that no process's settings know (``TRIPWIRE_PROFLE``).
+
+    Judged against every process's settings, not only the running one's: one environment
+    (a shell, ``tripwire up``) often serves the gateway and the detector alike. Nested
+    keys (``TRIPWIRE_BROKER__URLL``) are left to the nested models' ``extra="forbid"``.
+    """
+
+    def unknown() -> list[str]:
+        known = {name for cls in _settings_classes(CommonSettings) for name in cls.model_fields}
+        out = []
+        for key in environ:
+            upper = key.upper()
+            if not upper.startswith(ENV_PREFIX) or upper in OTHER_VARIABLES:
+                continue
+            if upper.removeprefix(ENV_PREFIX).split("__")[0].lower() not in known:
+                out.append(key)
+        return sorted(out)
+
+    if not (found := unknown()):
+        return found
+    for module in SETTINGS_MODULES:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(module)
+    return unknown()
+
+
 class CommonSettings(BaseSettings):
+    # hide_input_in_errors: a validation error must not echo a URL with its password or
+    # an S3 secret (pydantic prints input_value by default).
     model_config = SettingsConfigDict(
-        env_prefix="TRIPWIRE_", env_nested_delimiter="__", extra="forbid"
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", hide_input_in_errors=True
     )
 
     profile: Profile = Field("dev", description="prod refuses placeholder credentials")
@@ -78,9 +131,20 @@ class CommonSettings(BaseSettings):
         default = self.home / "cameras.yaml"
         return default if default.is_file() else None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_unknown_variables(cls, data: Any) -> Any:
+        # pydantic-settings ignores environment variables it has no field for, whatever
+        # extra="forbid" says: a typo like TRIPWIRE_PROFLE=prod would pass silently.
+        if unknown := unknown_variables(os.environ):
+            raise ValueError(f"unknown environment variable(s): {', '.join(unknown)}")
+        return data
+
     @model_validator(mode="after")
     def _secrets(self) -> CommonSettings:
         refuse_placeholder(self.broker.url, self.profile, "broker url")
+        if self.broker.url:
+            add_secret(urlsplit(self.broker.url).password)
         return self
 
 
@@ -92,6 +156,29 @@ class GatewaySettings(CommonSettings):
     max_frame_bytes: int = Field(
         8 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024, description="413 above this body size"
     )
+    max_frame_pixels: int = Field(
+        16_777_216,
+        ge=64 * 64,
+        le=16384 * 16384,
+        description="413 above this width x height, read from the header before decoding",
+    )
+    header_timeout_s: float = Field(
+        10.0, gt=0, le=300, description="close a connection whose request headers take longer"
+    )
+    body_timeout_s: float = Field(
+        30.0, gt=0, le=600, description="408 when a frame's body takes longer to arrive"
+    )
+    internal_port: int | None = Field(
+        None,
+        ge=0,
+        le=65535,
+        description="serve /metrics and /docs only on this port, cameras on `port`; "
+        "unset = everything on `port`",
+    )
+    tls_certfile: Path | None = Field(
+        None, description="PEM certificate (chain): serve HTTPS on every port; unset = HTTP"
+    )
+    tls_keyfile: Path | None = Field(None, description="PEM private key of tls_certfile")
     motion_threads: int = Field(
         2, ge=1, le=64, description="threads running the motion function (OpenCV frees the GIL)"
     )
@@ -104,6 +191,14 @@ class GatewaySettings(CommonSettings):
         description="false publishes every frame (the always-on CCTV baseline of the "
         "energy benchmark)",
     )
+
+    @model_validator(mode="after")
+    def _ports(self) -> GatewaySettings:
+        if (self.tls_certfile is None) != (self.tls_keyfile is None):
+            raise ValueError("tls_certfile and tls_keyfile go together")
+        if self.internal_port is not None and self.internal_port == self.port != 0:
+            raise ValueError("internal_port must differ from port")
+        return self
 
 
 class MotionSettings(CommonSettings):
@@ -160,6 +255,8 @@ class DetectorSettings(CommonSettings):
 
     @model_validator(mode="after")
     def _archive_secret(self) -> DetectorSettings:
+        if self.archive.s3 is not None:
+            add_secret(self.archive.s3.secret_key.get_secret_value())
         if self.profile != "dev" and self.archive.placeholder_secret(PLACEHOLDER_PASSWORDS):
             raise ValueError(f"archive s3 secret: a placeholder is refused in {self.profile}")
         return self

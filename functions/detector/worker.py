@@ -5,7 +5,8 @@ deterministic keys) -> result published (confirmed) -> ack. Alert rules are not 
 but by the events function, once per camera, from these results. A transient outage
 (archive or broker) holds the frame and retries in process, extending its ack deadline, so
 an outage never burns the delivery count that poison detection relies on; a poison message
-(bad headers, undecodable, delivered too often) is dead-lettered with its reason at once.
+(bad headers, undecodable, delivered too often) or one whose result the broker refuses for
+good (too large) is dead-lettered with its reason at once.
 On stop: no new fetches, the batch in hand is finished and acked, the rest is released.
 """
 
@@ -30,7 +31,13 @@ from tripwire.archive import Archive, detections_key, frame_key
 from tripwire.brokers import Broker, Message
 from tripwire.config import CamerasFile
 from tripwire.contract import FrameMeta, Header, detections_subject
-from tripwire.errors import ArchiveError, ArchiveUnavailable, BrokerError, ContractError
+from tripwire.errors import (
+    ArchiveError,
+    ArchiveUnavailable,
+    BrokerError,
+    BrokerRejected,
+    ContractError,
+)
 from tripwire.settings import DetectorSettings
 
 log = logging.getLogger(__name__)
@@ -260,6 +267,9 @@ class Detector:
         except ArchiveError as exc:  # permanent: retrying cannot fix it
             await self._dead(message, f"archive: {exc}")
             return
+        except BrokerRejected as exc:  # a result the broker will never take (too large)
+            await self._dead(message, f"publish: {exc}")
+            return
         except BrokerError as exc:  # the ack itself failed: the broker will redeliver
             log.warning(
                 "camera %s frame %d: ack failed (%s); it will be redelivered",
@@ -282,6 +292,8 @@ class Detector:
         while True:
             try:
                 return await op()
+            except BrokerRejected:
+                raise  # permanent: the same message would be refused for ever
             except (ArchiveUnavailable, BrokerError) as exc:
                 if isinstance(exc, ArchiveUnavailable):
                     self.metrics.archive_errors.inc()

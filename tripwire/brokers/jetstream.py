@@ -29,7 +29,7 @@ from tripwire.brokers.jetstream_message import JetStreamMessage, visible
 from tripwire.brokers.protocol import Feed, Message, TransientMessage
 from tripwire.contract import Header
 from tripwire.embedded_nats import MAX_PAYLOAD
-from tripwire.errors import BrokerError, BrokerUnavailable, PublishTimeout
+from tripwire.errors import BrokerError, BrokerUnavailable, PayloadTooLarge, PublishTimeout
 from tripwire.urls import redact, scrub
 
 log = logging.getLogger(__name__)
@@ -186,9 +186,9 @@ class JetStreamBroker:
         """A tripwire error for a nats exception, with context and without credentials."""
         text = scrub(f"nats {redact(self._url)}: {what}: {_describe(exc)}", self._url)
         if isinstance(exc, nats.errors.MaxPayloadError):
-            return BrokerError(f"{text}: message larger than the server's max_payload")
+            return PayloadTooLarge(f"{text}: message larger than the server's max_payload")
         if isinstance(exc, nats.js.errors.APIError) and exc.err_code == _ERR_MSG_TOO_BIG:
-            return BrokerError(f"{text}: message larger than the stream's max_msg_size")
+            return PayloadTooLarge(f"{text}: message larger than the stream's max_msg_size")
         if isinstance(exc, _UNAVAILABLE):
             return BrokerUnavailable(text)
         return BrokerError(text)
@@ -346,10 +346,18 @@ class JetStreamBroker:
             raise BrokerUnavailable(f"nats {redact(self._url)}: not connected")
         return self._js
 
+    @property
+    def max_payload(self) -> int | None:
+        """The largest body it can publish: the server's max_payload (known once connected;
+        it counts the headers too) and the stream's max_msg_bytes."""
+        if self._nc is None:
+            return None
+        return min(self._nc.max_payload, self.settings.max_msg_bytes)
+
     async def publish(self, subject: str, body: bytes, headers: Mapping[str, str]) -> None:
         js = self._jetstream()
         if len(body) > self.settings.max_msg_bytes:
-            raise BrokerError(
+            raise PayloadTooLarge(
                 f"nats publish {subject}: {len(body)} bytes is over max_msg_bytes "
                 f"({self.settings.max_msg_bytes})"
             )
@@ -360,6 +368,14 @@ class JetStreamBroker:
         msg_id = hdrs.get(Header.ID)
         if msg_id:
             hdrs[NATS_MSG_ID] = msg_id
+        # nats-py checks the body alone against max_payload; the server counts headers too
+        # and answers an oversized message by closing the connection (a reconnect loop).
+        size = len(body) + sum(len(k) + len(v) + 4 for k, v in hdrs.items()) + 12
+        if self._nc is not None and size > self._nc.max_payload:
+            raise PayloadTooLarge(
+                f"nats publish {subject}: {size} bytes with headers is over the server's "
+                f"max_payload ({self._nc.max_payload})"
+            )
         try:
             await js.publish(subject, body, timeout=self._publish_timeout_s, headers=hdrs or None)
         except TimeoutError as exc:

@@ -68,6 +68,12 @@ class Broker(Protocol):
         """True while the adapter holds a live connection (used by /readyz)."""
         ...
 
+    @property
+    def max_payload(self) -> int | None:
+        """The largest message body :meth:`publish` can store, once connected; None when the
+        broker does not say. A larger one raises :class:`~tripwire.errors.PayloadTooLarge`."""
+        ...
+
     async def connect(self) -> None:
         """Connect and declare what this adapter needs (stream or exchange, queues, DLQ).
 
@@ -79,7 +85,8 @@ class Broker(Protocol):
     async def publish(self, subject: str, body: bytes, headers: Mapping[str, str]) -> None:
         """Store one message durably; return after the broker confirmed it.
 
-        Raises :class:`~tripwire.errors.BrokerUnavailable` when it cannot be confirmed.
+        Raises :class:`~tripwire.errors.BrokerUnavailable` when it cannot be confirmed (try
+        again later) and :class:`~tripwire.errors.BrokerRejected` when it never can be.
         """
         ...
 

@@ -149,6 +149,10 @@ class RabbitBroker:
         publish_timeout_s: float,
         feed: Feed = "motion",
     ) -> None:
+        parts = urlsplit(url)
+        if parts.username and parts.password is None:
+            # pika would raise a TypeError from deep inside its URL parsing.
+            raise ConfigError(f"broker url {redact(url)}: a user name needs its password too")
         try:
             params = pika.URLParameters(url)
         except Exception as exc:  # pika raises ValueError, TypeError... for a malformed URL
@@ -188,6 +192,12 @@ class RabbitBroker:
     @property
     def connected(self) -> bool:
         return self._publisher.up and (not self._consuming or self._consumer.up)
+
+    @property
+    def max_payload(self) -> int | None:
+        """Unknown over AMQP: the server's max_message_size (128 MiB by default) is above
+        any frame limit the gateway allows."""
+        return None
 
     async def connect(self) -> None:
         self._check_open(need_connect=False)
