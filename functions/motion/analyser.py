@@ -8,7 +8,14 @@ One analysed frame, in this order (each step says why it is there):
    only ever *brighten* a pixel, and only for a frame; the minimum of two frames drops
    them, while a mover stays (a dark one whole, a bright one where it overlaps itself).
 3. Lighting: a sudden jump of the mean between two analysed frames is a light switched on
-   (or off): re-learn the background instead of reporting motion everywhere.
+   (or off): re-learn the background instead of reporting motion everywhere. But a busy
+   scene (a crowd, a street crossing sent at 1 frame/s) also changes much of the frame
+   between analysed frames, and re-learning it would blind the gate for as long as it is
+   busy. A lighting change, even a non-linear one (an IR switch, a lamp), keeps the
+   background's structure: in every textured cell of a coarse grid the frame is still
+   about an affine function of the background (normalized correlation near 1). Movers
+   replace it with their own. So every lighting trigger (here and in step 5) is confirmed
+   by that test, which only runs when a trigger fires, never on a quiet frame.
 4. Global gain compensation: the frame is mapped onto the background's mean and standard
    deviation (moving parts left out), so auto-exposure steps and a dusk fade, which the
    running average lags behind, do not look like motion.
@@ -39,6 +46,7 @@ from __future__ import annotations
 import enum
 import math
 from dataclasses import dataclass
+from typing import cast
 
 import cv2
 import numpy as np
@@ -67,6 +75,21 @@ _STATS_ROW_STEP = 4
 # A blob still moves when this share of ``min_area`` changed since the last analysed frame
 # by a third of the threshold (3x the frame-to-frame noise seen on real CCTV).
 _ACTIVE_SHARE = 0.25
+# The structure test (step 3) on a grid of about this many rows of cells (20 px cells at
+# 180 rows: a person near the camera fills several, a far one part of one).
+_CELL_ROWS = 9
+# A cell is textured when the background's std in it is at least this (gray levels):
+# below it, noise decides the correlation.
+_MIN_CELL_STD = 4.0
+# A textured cell kept its structure when frame and background correlate at least this
+# much. Lighting, gamma and JPEG keep >0.9; a cell a person walked into drops below 0.5.
+_KEPT_CORRELATION = 0.75
+# A trigger is movers, not lighting, when at least this share of the textured cells lost
+# their structure (a lamp or a walker during a light switch loses a few).
+_MOVED_CELLS = 0.2
+# Fewer textured cells than this (a night scene, a blank wall): the test cannot tell, and
+# a trigger is taken for lighting, as it always was.
+_MIN_TEXTURED_CELLS = 12
 
 
 class State(enum.Enum):
@@ -76,17 +99,28 @@ class State(enum.Enum):
     MOTION = "motion"
 
 
+class Relearn(enum.Enum):
+    """Why a frame was taken for a lighting change (and the background is re-learnt)."""
+
+    BRIGHTNESS = "brightness"  # the mean jumped between analysed frames
+    GAIN = "gain"  # contrast changed more than compensation is trusted with
+    AREA = "area"  # more than lighting_change of the frame changed
+
+
 @dataclass(frozen=True, slots=True)
 class Analysis:
     state: State
     score: float = 0.0  # persistent changed pixels / analysed (unmasked) pixels
     boxes: tuple[Box, ...] = ()  # full-frame pixels, largest first
     zones: tuple[str, ...] = ()  # zones that moving pixels touch
+    relearn: Relearn | None = None  # LIGHTING only: what was taken for a lighting change
 
 
 CALIBRATING = Analysis(State.CALIBRATING)
-LIGHTING = Analysis(State.LIGHTING)
 QUIET = Analysis(State.QUIET)
+
+
+LIGHTING = {reason: Analysis(State.LIGHTING, relearn=reason) for reason in Relearn}
 
 
 class Analyser:
@@ -164,11 +198,13 @@ class Analyser:
         mean_f, std_f, mean_b, std_b = self._stats()
         step = abs(mean_f - self._last_mean)
         self._last_mean = mean_f
-        if step > max(_MIN_STEP_LEVELS, cfg.lighting_step * mean_b):
-            return self._lighting()
+        if step > max(_MIN_STEP_LEVELS, cfg.lighting_step * mean_b) and self._structure_kept():
+            return self._lighting(Relearn.BRIGHTNESS)
         gain = std_b / std_f if std_f > 1e-3 else 1.0
         if not 1 / _MAX_GAIN <= gain <= _MAX_GAIN:
-            return self._lighting()
+            if self._structure_kept():
+                return self._lighting(Relearn.GAIN)
+            gain = min(_MAX_GAIN, max(1 / _MAX_GAIN, gain))  # movers skewed the statistics
         # comp = frame * gain + offset, saturated to 8 bits: sub-level precision does not
         # matter at a threshold of tens of levels, and 8-bit arithmetic is OpenCV's fastest.
         cv2.addWeighted(frame, gain, frame, 0.0, mean_b - gain * mean_f, dst=self._comp)
@@ -177,8 +213,8 @@ class Analyser:
         active = self._regions.active
         if active is not None:
             cv2.bitwise_and(self._changed, active, dst=self._changed)
-        if cv2.countNonZero(self._changed) > self._lighting_pixels:
-            return self._lighting()
+        if cv2.countNonZero(self._changed) > self._lighting_pixels and self._structure_kept():
+            return self._lighting(Relearn.AREA)
 
         nears = self._nears
         cv2.bitwise_and(self._changed, nears[0], dst=self._moving)
@@ -225,10 +261,38 @@ class Analyser:
         self._near_count = 0
         self._last_mean = math.nan
 
-    def _lighting(self) -> Analysis:
+    def _lighting(self, reason: Relearn) -> Analysis:
         self.recalibrate()
         self._learn()
-        return LIGHTING
+        return LIGHTING[reason]
+
+    def _structure_kept(self) -> bool:
+        """Whether the frame still shows the background's structure (step 3): a lighting
+        change, not a crowd. Per-cell normalized correlation from cell means of f, b, f*b,
+        f*f and b*b (area resizes: a few hundred microseconds, only when a trigger fired)."""
+        h, w = self._bg.shape
+        rows = min(_CELL_ROWS, h)
+        cols = min(w, max(1, round(rows * w / h)))
+        f = self._frame.astype(np.float32)
+        b = self._bg
+
+        def cells(image: Float) -> Float:
+            return cast(Float, cv2.resize(image, (cols, rows), interpolation=cv2.INTER_AREA))
+
+        mf, mb = cells(f), cells(b)
+        var_f = cells(f * f) - mf * mf
+        var_b = cells(b * b) - mb * mb
+        cov = cells(f * b) - mf * mb
+        textured = var_b >= _MIN_CELL_STD**2
+        active = self._regions.active
+        if active is not None:  # masked cells may change as they like
+            textured &= cells(active.astype(np.float32)) >= 127.5
+        count = int(np.count_nonzero(textured))
+        if count < _MIN_TEXTURED_CELLS:
+            return True
+        ncc = cov[textured] / np.sqrt(np.maximum(var_f[textured], 1e-6) * var_b[textured])
+        moved = int(np.count_nonzero(ncc < _KEPT_CORRELATION))
+        return moved < _MOVED_CELLS * count
 
     def _stats(self) -> tuple[float, float, float, float]:
         """Mean and std of frame and background, over unmasked pixels that did not move."""
