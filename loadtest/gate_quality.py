@@ -126,6 +126,7 @@ def synthetic_cases() -> list[Case]:
             "creeper",
             Scene(seed=15, walkers=[Walker(x=500, y=300, w=60, h=160, vx=12, start_s=6.0)]),
         ),
+        Case("night-noise", Scene(seed=21, noise=12.0, light=night)),
         Case(
             "night-dim",
             Scene(seed=16, noise=12.0, light=night, walkers=_crossings(330, 60, 160, 110.0)),

@@ -172,6 +172,51 @@ def test_relearning_is_reported_once_per_lighting_change(caplog: pytest.LogCaptu
     assert r.opened == []
 
 
+@pytest.mark.parametrize("fps", [10.0, 5.0])
+def test_camera_shaking_on_its_pole_never_opens(fps: float) -> None:
+    # The whole picture moves by up to 3 px (720p) every frame: every edge of the scene
+    # changes. Before, an event opened after under a second.
+    r = run(Scene(seed=10, shake=3.0, fps=fps), round(20 * fps))
+    assert r.opened == []
+
+
+def test_walker_on_a_shaking_camera_opens() -> None:
+    walker = Walker(x=-70, y=280, w=70, h=180, vx=120, start_s=3.0)
+    scene = Scene(seed=11, shake=3.0, walkers=[walker])
+    r = run(scene, 80)
+    assert len(r.opened) == 1 and 3.0 <= scene.time_s(r.opened[0]) <= 4.5
+
+
+@pytest.mark.parametrize("fps", [10.0, 5.0])
+def test_flickering_lamp_never_opens(fps: float) -> None:
+    # A failing lamp lights one area by a different amount every frame from 3 s: light,
+    # not a mover, though it changes every frame. Before, it opened an event.
+    lamp = Lamp(x=700, y=80, w=300, h=250, at_s=3.0, flicker=0.6)
+    r = run(Scene(seed=13, fps=fps, lamps=[lamp]), round(20 * fps))
+    assert r.opened == []
+
+
+def _night(t: float) -> tuple[float, float]:
+    return 0.18, 0.0  # a street at night: the scene at 18 % of its daylight
+
+
+@pytest.mark.parametrize("fps", [10.0, 5.0])
+def test_dim_walker_at_night_under_heavy_noise_opens(fps: float) -> None:
+    # 60 levels off the ground by day, 11 at night, under sensor noise of sigma 12: below
+    # the fixed threshold of 20 levels, the gate never opened (0 of 15 s).
+    walker = Walker(x=-60, y=330, w=60, h=160, vx=110, start_s=3.0)
+    scene = Scene(seed=16, fps=fps, noise=12.0, light=_night, walkers=[walker])
+    r = run(scene, round(15 * fps))
+    in_view = [i for i in range(len(r.results)) if scene.boxes(i)]
+    assert r.opened and scene.time_s(r.opened[0]) <= scene.time_s(in_view[0]) + 1.5
+    assert sum(r.results[i].motion for i in in_view) >= 0.75 * len(in_view)
+
+
+def test_heavy_sensor_noise_at_night_never_opens() -> None:
+    r = run(Scene(seed=21, noise=12.0, light=_night), 200)
+    assert r.opened == []
+
+
 def test_slow_dusk_fade_never_opens() -> None:
     # 25 s from full light to 15 %, noisier as it gets darker.
     r = run(Scene(seed=5, noise=6.0, light=dusk(1.0, 25.0, 0.15)), 270)

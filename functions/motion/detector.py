@@ -86,6 +86,7 @@ class MotionDetector:
         self._event_id: str | None = None
         self._candidate: tuple[Box, ...] = ()
         self._relearns_unlogged = 0
+        self._last_analysed_ns: int | None = None
         self._relearn_logged = -_RELEARN_LOG_PERIOD_S
 
     def analysis_due(self, capture_ns: int, timed: bool = True) -> bool:
@@ -148,7 +149,10 @@ class MotionDetector:
         analyser = self._analyser
         assert analyser is not None  # set by _geometry before every analysis
         (self._analysis if timed else self._arrivals).take(capture_ns)
-        analysis = analyser.analyse(gray)
+        last = self._last_analysed_ns
+        gap_s = (capture_ns - last) / 1e9 if last is not None and capture_ns > last else 0.1
+        self._last_analysed_ns = capture_ns
+        analysis = analyser.analyse(gray, gap_s)
         self._last = analysis
         opened = closed = False
         closed_id = None
