@@ -86,12 +86,15 @@ _FAR_GAP_S = 0.15
 # lamp, a cloud's shadow): its moving pixels correlate with the background under them at
 # least _LIT_CORRELATION, on ground with at least _LIT_MIN_STD of texture. A mover
 # brings its own picture and correlates far less.
-_LIT_MIN_SHARE = 16
+_LIT_MIN_SHARE = 8
 _LIT_CORRELATION = 0.9
 _LIT_MIN_STD = 8.0
 # Shake relief (step 5) starts where the background spans this share of the threshold
 # within one pixel: lower also takes small far movers on textured ground for edges.
 _RELIEF_SHARE = 0.75
+# The relief map is recomputed from the background every this many analysed frames that
+# need it (or when the threshold changes): the background learns 5 % a frame.
+_RELIEF_REFRESH = 4
 # Shake relief is taken when it removes at least this share of the changed pixels: of a
 # shaking camera's changes it removes 85-100 %, of the forklift's in the warehouse clip
 # (seen between the bars of racks) at most 30 %.
@@ -184,7 +187,6 @@ class Analyser:
         self._changed = buffer()
         self._moving = buffer()
         self._scratch = buffer()
-        self._stats_mask = buffer()
         # Dilated change masks of the previous analysed frames, newest first, plus a spare.
         self._nears = [buffer() for _ in range(_PERSIST + 1)]
         self._near_count = 0
@@ -207,6 +209,7 @@ class Analyser:
         self._learnt = 0
         self._last_mean = math.nan
         self._shaking = 0  # analysed frames left in which the camera is taken as shaking
+        self._relief_age, self._relief_threshold = _RELIEF_REFRESH, 0  # relief map in _bg_hi
 
     @property
     def calibrating(self) -> bool:
@@ -299,26 +302,42 @@ class Analyser:
         too, and relief there would hide it.
         """
         hi, lo, relieved = self._bg_hi, self._bg_lo, self._scratch
-        cv2.dilate(self._bg8, self._near_kernel, dst=hi)
-        cv2.erode(self._bg8, self._near_kernel, dst=lo)
-        cv2.subtract(hi, lo, dst=hi)
-        cv2.addWeighted(hi, 1.0, hi, 0.0, -round(threshold * _RELIEF_SHARE), dst=hi)
+        self._relief_age += 1
+        if self._relief_age > _RELIEF_REFRESH or threshold != self._relief_threshold:
+            # The relief map follows the background, which learns slowly: kept a while.
+            cv2.dilate(self._bg8, self._near_kernel, dst=hi)
+            cv2.erode(self._bg8, self._near_kernel, dst=lo)
+            cv2.subtract(hi, lo, dst=hi)
+            cv2.addWeighted(hi, 1.0, hi, 0.0, -round(threshold * _RELIEF_SHARE), dst=hi)
+            self._relief_age, self._relief_threshold = 0, threshold
+        if not self._shaking and not self._shake_seen(threshold):
+            return changed
         cv2.subtract(self._diff, hi, dst=lo)
         self._threshold(lo, threshold, relieved)
         left = cv2.countNonZero(relieved)
         if changed - left < max(self._min_pixels, changed * _SHAKE_DROP):
             return changed
-        if not self._shaking:
-            # Where did relief remove changes? A shaking camera's edges are all over the
-            # frame; a mover behind a rack's bars is in one place.
-            cv2.bitwise_not(relieved, dst=lo)
-            cv2.bitwise_and(lo, self._changed, dst=lo)
-            cells = cv2.resize(lo, _SHAKE_GRID, interpolation=cv2.INTER_AREA)
-            if cv2.countNonZero(cells) < _SHAKE_CELLS:
-                return changed
         self._shaking = _SHAKE_HOLD
         self._changed, self._scratch = relieved, self._changed
         return left
+
+    def _shake_seen(self, threshold: int) -> bool:
+        """Whether relief removes most of the change, spread over the frame (a camera
+        starts shaking), judged on every 4th row: the check runs on every frame with
+        changes, and a shaking camera's edges cross many rows."""
+        rows = slice(None, None, _STATS_ROW_STEP)
+        changed = self._changed[rows]
+        kept = cv2.subtract(self._diff[rows], self._bg_hi[rows])
+        cv2.threshold(kept, threshold, 255, cv2.THRESH_BINARY, dst=kept)
+        cv2.bitwise_and(kept, changed, dst=kept)
+        plain, left = cv2.countNonZero(changed), cv2.countNonZero(kept)
+        if plain - left < max(self._min_pixels / _STATS_ROW_STEP, plain * _SHAKE_DROP):
+            return False
+        # Where did relief remove changes? A shaking camera's edges are all over the
+        # frame; a mover behind a rack's bars is in one place.
+        cv2.bitwise_xor(kept, changed, dst=kept)
+        cells = cv2.resize(kept, _SHAKE_GRID, interpolation=cv2.INTER_AREA)
+        return cv2.countNonZero(cells) >= _SHAKE_CELLS
 
     def _add_solid(self, raw: Gray, gain: float, offset: float, threshold: int) -> None:
         """Add to the moving mask the solid changed regions of ``raw``, the blurred frame
@@ -344,6 +363,7 @@ class Analyser:
         for near in self._nears:
             near.fill(0)
         self._near_count = 0
+        self._relief_age = _RELIEF_REFRESH  # a new background: a new relief map
         self._last_mean = math.nan
 
     def _lighting(self, reason: Relearn) -> Analysis:
@@ -386,21 +406,18 @@ class Analyser:
             mf, sf = cv2.meanStdDev(self._frame)
             mb, sb = cv2.meanStdDev(self._bg8)
         else:
-            # Leave the movers out, or a large one would be "compensated" away.
-            mask = self._stats_mask
-            cv2.bitwise_not(self._nears[0], dst=mask)
-            if active is not None:
-                cv2.bitwise_and(mask, active, dst=mask)
+            # Leave the movers out, or a large one would be "compensated" away. The mask
+            # is made for the sampled rows only.
             rows = slice(None, None, _STATS_ROW_STEP)
-            mf, sf = cv2.meanStdDev(self._frame[rows], mask=mask[rows])
-            mb, sb = cv2.meanStdDev(self._bg8[rows], mask=mask[rows])
+            mask = cv2.bitwise_not(self._nears[0][rows])
+            if active is not None:
+                cv2.bitwise_and(mask, active[rows], dst=mask)
+            mf, sf = cv2.meanStdDev(self._frame[rows], mask=mask)
+            mb, sb = cv2.meanStdDev(self._bg8[rows], mask=mask)
         return float(mf[0, 0]), float(sf[0, 0]), float(mb[0, 0]), float(sb[0, 0])
 
     def _boxes(self) -> tuple[Box, ...]:
-        # What changed since the previous analysed frame (raw frames: the min would hide it).
-        active = self._diff
-        cv2.absdiff(self._raw, self._prev_raw, dst=active)
-        cv2.threshold(active, self._active_threshold, 255, cv2.THRESH_BINARY, dst=active)
+        raw, prev = self._raw, self._prev_raw
         joined = self._scratch
         cv2.dilate(self._moving, self._join_kernel, dst=joined)
         contours, _ = cv2.findContours(joined, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
@@ -412,7 +429,11 @@ class Analyser:
             pixels = cv2.countNonZero(region)
             if pixels < self._min_pixels:
                 continue
-            if cv2.countNonZero(active[y : y + h, x : x + w]) < self._min_active:
+            # What changed since the previous analysed frame (raw frames: the min would
+            # hide it), in the blob's box only.
+            moved = cv2.absdiff(raw[y : y + h, x : x + w], prev[y : y + h, x : x + w])
+            _, moved = cv2.threshold(moved, self._active_threshold, 255, cv2.THRESH_BINARY)
+            if cv2.countNonZero(moved) < self._min_active:
                 continue
             if pixels >= _LIT_MIN_SHARE * self._min_pixels and self._lit(x, y, w, h):
                 continue
@@ -434,19 +455,23 @@ class Analyser:
     def _lit(self, x: int, y: int, w: int, h: int) -> bool:
         """Whether a blob's moving pixels still show the background's structure (a lamp,
         a cloud's shadow: light, not a mover; the test of step 3, on one blob)."""
-        mask = self._moving[y : y + h, x : x + w] > 0
-        b = self._bg8[y : y + h, x : x + w][mask].astype(np.float32)
-        if float(b.std()) < _LIT_MIN_STD:
+        # Every other row: the blob is large (at least _LIT_MIN_SHARE x min_area).
+        mask = self._moving[y : y + h : 2, x : x + w]
+        b = self._bg8[y : y + h : 2, x : x + w]
+        mean_b, std_b = cv2.meanStdDev(b, mask=mask)
+        if std_b[0, 0] < _LIT_MIN_STD:
             return False  # flat ground: light and a mover look alike, keep it
         # The frame itself, not the de-rain minimum: where a bright mover is now, the
         # minimum shows the ground it covered in the previous frame. (After the swap in
         # analyse, the current blurred frame is _prev_raw; gain and offset do not change
         # a correlation.)
-        f = self._prev_raw[y : y + h, x : x + w][mask].astype(np.float32)
-        f -= f.mean()
-        b -= b.mean()
-        denominator = math.sqrt(float(np.dot(f, f)) * float(np.dot(b, b)))
-        return denominator > 0 and float(np.dot(f, b)) / denominator >= _LIT_CORRELATION
+        f = self._prev_raw[y : y + h : 2, x : x + w]
+        mean_f, std_f = cv2.meanStdDev(f, mask=mask)
+        if std_f[0, 0] < 1e-3:
+            return False
+        product = cv2.multiply(f, b, dtype=cv2.CV_32F)
+        cov = cv2.mean(product, mask=mask)[0] - mean_f[0, 0] * mean_b[0, 0]
+        return bool(cov / (std_f[0, 0] * std_b[0, 0]) >= _LIT_CORRELATION)
 
     def _full_frame(self, x1: int, y1: int, x2: int, y2: int) -> Box:
         sx, sy = self._sx, self._sy
