@@ -31,8 +31,8 @@ One analysed frame, in this order (each step says why it is there):
 6. Persistence: a pixel counts only when it also changed, or had a change next to it, in
    each of the two previous analysed frames ("next to": within two pixels when analysed
    frames are 0.15 s or more apart, as a far walker moves a pixel in 0.2 s). A mover
-   overlaps itself from frame to frame;
-   rain and one-frame flashes land somewhere new every time and drop out. But a mover that
+   overlaps itself from frame to frame; rain and one-frame flashes land somewhere new
+   every time and drop out. But a mover that
    travels more than about a third of its width between analysed frames (a runner or a
    car at 10 analyses/s, a walker on a 5 fps camera) never overlaps itself across the
    three frames, and the de-rain minimum already ate its leading part. So a solid region
@@ -182,7 +182,7 @@ class Analyser:
         self._comp = buffer()
         self._bg: Float = np.zeros((h, w), np.float32)
         self._bg8 = buffer()
-        self._bg_lo, self._bg_hi = buffer(), buffer()  # 3x3 erosion / dilation of _bg8
+        self._bg_lo, self._bg_hi = buffer(), buffer()  # shake relief: scratch, relief map
         self._diff = buffer()
         self._changed = buffer()
         self._moving = buffer()
