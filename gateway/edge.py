@@ -123,6 +123,7 @@ class Edge:
         """
         receive_ns = time.time_ns()
         capture = capture_ns if capture_ns is not None else receive_ns
+        timed = capture_ns is not None  # else paced on arrival, bursts allowed
         if not self.broker.connected:
             raise BrokerDown("broker is not connected")
         async with state.lock:
@@ -131,17 +132,19 @@ class Edge:
             detector = state.detector
             if not self.motion_gate:
                 result = _ungated(body)
-            elif detector.analysis_due(capture):
-                result = await self._run(lambda: detector.process(body, capture))
+            elif detector.analysis_due(capture, timed):
+                result = await self._run(lambda: detector.process(body, capture, timed))
             else:
                 # Paced out by analysis_fps: a header read, cheaper than a thread hand-off.
-                result = detector.process(body, capture)
+                result = detector.process(body, capture, timed)
             self.metrics.motion_seconds.observe(time.perf_counter() - started)
         camera = state.config.id
         self.metrics.frames.labels(camera).inc()
         if result.event_opened:
             self.metrics.events.labels(camera).inc()
         self.publisher.observe(camera, result, capture)
+        if result.relearn:
+            self.metrics.relearns.labels(camera, result.relearn).inc()
         if not result.publish:
             return Ingested(frame_seq, result, False)
         meta = frame_meta(camera, frame_seq, capture, receive_ns, result, content_type)

@@ -27,6 +27,12 @@ class GatewayMetrics:
         self.events = Counter(
             "tripwire_motion_events_total", "Motion events opened", ["camera"], registry=r
         )
+        self.relearns = Counter(
+            "tripwire_motion_relearns_total",
+            "Lighting changes seen by the motion gate (background re-learnt), by reason",
+            ["camera", "reason"],
+            registry=r,
+        )
         self.rejects = Counter(
             "tripwire_frames_rejected_total", "Requests refused, by reason", ["reason"], registry=r
         )

@@ -81,12 +81,78 @@ class Lamp:
     h: int
     at_s: float
     gain: float = 1.8
+    flicker: float = 0.0  # a failing lamp: each frame it lights up to this share less
 
     def map(self, width: int, height: int) -> FloatImage:
         canvas = np.zeros((height, width), np.float32)
         canvas[self.y : self.y + self.h, self.x : self.x + self.w] = 1.0
         soft = max(3, (min(self.w, self.h) // 4) | 1)
         return cv2.GaussianBlur(canvas, (soft, soft), 0) * np.float32(self.gain - 1.0) + 1.0
+
+
+@dataclass(frozen=True)
+class Foliage:
+    """A tree crown that sways: leaf texture moving ``sway`` px back and forth at ``hz``,
+    with a little gust jitter every frame."""
+
+    x: int
+    y: int
+    w: int
+    h: int
+    sway: float = 6.0
+    hz: float = 0.6
+    seed: int = 0
+
+    def draw(self, img: FloatImage, t: float, rng: np.random.Generator) -> None:
+        pad = int(self.sway * 2 + 4)
+        leaves, mask = self._leaves
+        dx = self.sway * math.sin(2 * math.pi * self.hz * t) + float(rng.normal(0, 1.0))
+        dy = 0.3 * self.sway * math.cos(2 * math.pi * self.hz * 1.3 * t)
+        move = _translation(dx, dy)
+        size = (self.w + 2 * pad, self.h + 2 * pad)
+        moved = cv2.warpAffine(leaves, move, size, borderMode=cv2.BORDER_REFLECT)
+        alpha = cv2.warpAffine(mask, move, size)
+        height, width = img.shape
+        x1, y1 = max(0, self.x - pad), max(0, self.y - pad)
+        x2, y2 = min(width, self.x + self.w + pad), min(height, self.y + self.h + pad)
+        ox, oy = x1 - (self.x - pad), y1 - (self.y - pad)
+        a = alpha[oy : oy + y2 - y1, ox : ox + x2 - x1]
+        region = img[y1:y2, x1:x2]
+        region *= 1.0 - a
+        region += a * moved[oy : oy + y2 - y1, ox : ox + x2 - x1]
+
+    @cached_property
+    def _leaves(self) -> tuple[FloatImage, FloatImage]:
+        pad = int(self.sway * 2 + 4)
+        rng = np.random.default_rng((self.seed, 5))
+        h, w = self.h + 2 * pad, self.w + 2 * pad
+        grain = rng.normal(0, 1, (h, w)).astype(np.float32)
+        blurred = np.asarray(cv2.GaussianBlur(grain, (0, 0), 3.0), np.float32)
+        leaves = blurred * np.float32(35.0 / (float(blurred.std()) + 1e-6)) + np.float32(90.0)
+        crown = np.zeros((h, w), np.float32)
+        cv2.ellipse(crown, (w // 2, h // 2), (self.w // 2, self.h // 2), 0, 0, 360, 1.0, -1)
+        mask = np.asarray(cv2.GaussianBlur(crown, (0, 0), 4.0), np.float32)
+        return leaves, mask
+
+
+@dataclass(frozen=True)
+class Cloud:
+    """A cloud's shadow: a large soft dark patch sweeping across at ``vx`` px/s."""
+
+    x: float
+    y: float
+    radius: float = 300.0
+    vx: float = 60.0
+    darkness: float = 0.45
+
+    def map(self, width: int, height: int, t: float) -> FloatImage:
+        cx, cy = self.x + self.vx * t, self.y
+        step = 8  # a smooth field: compute it coarse, then upscale
+        ys, xs = np.mgrid[0:height:step, 0:width:step].astype(np.float32)
+        d2 = ((xs - cx) ** 2 + (ys - cy) ** 2) / np.float32(2 * self.radius**2)
+        small = 1.0 - np.float32(self.darkness) * np.exp(-d2)
+        up = cv2.resize(small.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
+        return cast(FloatImage, up)
 
 
 @dataclass(frozen=True)
@@ -104,6 +170,11 @@ class Scene:
     rain_shade: int = 210
     rain_width: int = 1
     start_ns: int = 1_700_000_000_000_000_000
+    snow: int = 0  # flakes per frame (bright dots, 1-3 px radius), redrawn every frame
+    shake: float = 0.0  # camera on a pole: the picture moves up to this many px every frame
+    foliage: Sequence[Foliage] = ()
+    clouds: Sequence[Cloud] = ()
+    ir_at_s: float | None = None  # day/night switch: another tone curve and gain per material
 
     def frame_count(self, seconds: float) -> int:
         return round(seconds * self.fps)
@@ -138,16 +209,35 @@ class Scene:
         for flash in self.flashes:
             if flash.frame == index:
                 img[flash.y : flash.y + flash.h, flash.x : flash.x + flash.w] = flash.shade
+        for tree in self.foliage:
+            tree.draw(img, t, rng)
         for lamp, gain_map in zip(self.lamps, self._lamp_maps, strict=True):
             if t >= lamp.at_s:
-                img *= gain_map
+                if lamp.flicker:
+                    share = float(rng.uniform(1.0 - lamp.flicker, 1.0))
+                    img *= 1.0 + (gain_map - 1.0) * np.float32(share)
+                else:
+                    img *= gain_map
+        for cloud in self.clouds:
+            img *= cloud.map(self.width, self.height, t)
+        if self.ir_at_s is not None and t >= self.ir_at_s:
+            img = self._ir(img)
         if self.light is not None:
             gain, offset = self.light(t)
             cv2.addWeighted(img, gain, img, 0.0, offset, dst=img)
+        if self.shake:
+            dx, dy = rng.uniform(-self.shake, self.shake, 2)
+            size = (self.width, self.height)
+            img = np.asarray(
+                cv2.warpAffine(img, _translation(dx, dy), size, borderMode=cv2.BORDER_REFLECT),
+                np.float32,
+            )
         if self.noise > 0:
             img += self._noise_bank[int(rng.integers(_NOISE_BANK))]
         if self.rain:
             _draw_rain(img, rng, self.rain, float(self.rain_shade), self.rain_width)
+        if self.snow:
+            _draw_snow(img, rng, self.snow)
         out: Image = np.clip(img, 0, 255).astype(np.uint8)
         return out
 
@@ -164,6 +254,19 @@ class Scene:
         """(capture_ns, JPEG) for frames 0..count-1."""
         for i in range(count):
             yield self.capture_ns(i), self.jpeg(i, quality)
+
+    def _ir(self, img: FloatImage) -> FloatImage:
+        """Infrared: each material reflects differently (a smooth gain field), the tone
+        curve changes (gamma), the picture gets flatter and brighter."""
+        ir: FloatImage = np.power(np.clip(img, 0, 255) / np.float32(255), np.float32(0.7))
+        return cast(FloatImage, ir * self._ir_gain * np.float32(200.0) + np.float32(20.0))
+
+    @cached_property
+    def _ir_gain(self) -> FloatImage:
+        rng = np.random.default_rng((self.seed, 3))
+        coarse = rng.uniform(0.75, 1.25, (4, 6)).astype(np.float32)
+        size = (self.width, self.height)
+        return cast(FloatImage, cv2.resize(coarse, size, interpolation=cv2.INTER_CUBIC))
 
     @cached_property
     def _background(self) -> FloatImage:
@@ -263,6 +366,48 @@ def _draw_rain(
     for x, y, length in zip(xs.tolist(), ys.tolist(), lengths.tolist(), strict=True):
         end = (int(x + slant * length), int(y + length))
         cv2.line(img, (x, y), end, shade, thickness)
+
+
+def _translation(dx: float, dy: float) -> FloatImage:
+    return np.array([[1, 0, dx], [0, 1, dy]], np.float32)
+
+
+def _draw_snow(img: FloatImage, rng: np.random.Generator, count: int) -> None:
+    height, width = img.shape
+    xs = rng.integers(0, width, count)
+    ys = rng.integers(0, height, count)
+    sizes = rng.integers(1, 4, count)
+    for x, y, r in zip(xs.tolist(), ys.tolist(), sizes.tolist(), strict=True):
+        cv2.circle(img, (x, y), r, 235.0, -1)
+
+
+def crowd(
+    count: int,
+    seed: int,
+    width: int = 1280,
+    height: int = 720,
+    seconds: float = 60.0,
+    scale: float = 1.0,
+) -> list[Walker]:
+    """About ``count`` people in view at any time, walking across at random heights and
+    speeds; whoever leaves is followed by someone new entering from a side. ``scale`` 3
+    brings them near the camera (90-180 px wide at 720p, as at a street crossing)."""
+    rng = np.random.default_rng((seed, 4))
+    people = []
+    for _ in range(count):
+        t, first = 0.0, True
+        while t < seconds:
+            w = int(rng.integers(30, 60) * scale)
+            h = min(height - 1, int(w * rng.uniform(2.2, 2.8)))
+            speed = float(rng.uniform(40, 100) * scale) * (1 if rng.random() < 0.5 else -1)
+            # The first of each lane starts inside the frame, the next ones enter at a side.
+            x = float(rng.uniform(0, width - w)) if first else (-w if speed > 0 else width)
+            y = float(rng.uniform(0, height - h))
+            end = t + ((width - x) if speed > 0 else (x + w)) / abs(speed)
+            vy = float(rng.uniform(-10, 10))
+            people.append(Walker(x=x, y=y, w=w, h=h, vx=speed, vy=vy, start_s=t, end_s=end))
+            t, first = end, False
+    return people
 
 
 def encode(image: MatLike, ext: str, quality: int = 80) -> bytes:

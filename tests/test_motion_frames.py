@@ -9,7 +9,7 @@ import pytest
 
 from functions.motion import MotionDetector
 from functions.motion.decode import decode_gray, geometry
-from functions.motion.pacing import Pacer
+from functions.motion.pacing import ArrivalPacer, Pacer
 from functions.motion.probe import JPEG, PNG, probe
 from loadtest.scenes import Scene, Walker, encode
 from tripwire.config import CameraConfig, MotionConfig
@@ -188,3 +188,50 @@ def test_zero_rate_means_every_frame() -> None:
     for t in (0, 1, 1, 2):
         assert pacer.due(t)
         pacer.take(t)
+
+
+@pytest.mark.parametrize("gap_ms", [3, 10])
+def test_burst_without_capture_times_opens_an_event(gap_ms: int) -> None:
+    # 4 s of a 10 fps camera (someone walks in at 1 s) uploaded in one burst, without
+    # X-Capture-Ns: the gateway stamps each frame on arrival, a few ms apart. Paced by
+    # that stamp at analysis_fps, 2 of the 40 frames were analysed (both calibrating)
+    # and no event opened. Frames stamped on arrival may come in a burst.
+    walker = Walker(x=-120, y=300, w=120, h=260, vx=400, start_s=1.0)
+    scene = Scene(seed=2, walkers=[walker])
+    detector = MotionDetector(camera())
+    arrival = 1_700_000_000_000_000_000
+    results = []
+    for i in range(40):
+        arrival += gap_ms * 1_000_000
+        results.append(detector.process(scene.jpeg(i), arrival, timed=False))
+    assert sum(r.event_opened for r in results) == 1
+    assert sum(r.analysed for r in results) >= 20
+
+
+def test_arrival_pacer_holds_a_steady_camera_to_the_rate() -> None:
+    # An untimed 30 fps camera analysed at 10/s: after the first burst allowance (2 s of
+    # analyses), 10 of every 30 frames.
+    pacer = ArrivalPacer(10.0)
+    taken = []
+    for i in range(30 * 20):  # 20 s
+        t = i * 33_333_333
+        if pacer.due(t):
+            pacer.take(t)
+            taken.append(t)
+    last_10_s = [t for t in taken if t >= 10 * 10**9]
+    assert 99 <= len(last_10_s) <= 101
+    assert len(taken) <= 20 * 10 + 20 + 1
+
+
+def test_arrival_pacer_refills_after_a_burst_and_survives_a_clock_step_back() -> None:
+    pacer = ArrivalPacer(5.0)
+    t = 10**12
+    burst = 0
+    while pacer.due(t):
+        pacer.take(t)
+        burst += 1
+        t += 1_000_000
+    assert burst == 10  # 2 s worth at 5/s
+    assert pacer.due(t + 200_000_000)  # one slot back after a period
+    pacer.take(t + 200_000_000)
+    assert not pacer.due(t - 10**9)  # the wall clock stepped back: no refill from it

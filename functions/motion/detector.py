@@ -3,6 +3,8 @@ published. Pixel work lives in :mod:`functions.motion.analyser`."""
 
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -10,11 +12,17 @@ import numpy.typing as npt
 
 from functions.motion.analyser import CALIBRATING, Analyser, Analysis, State
 from functions.motion.decode import Geometry, Gray, array_to_gray, decode_gray, geometry
-from functions.motion.pacing import Pacer
+from functions.motion.pacing import ArrivalPacer, Pacer
 from functions.motion.probe import probe
 from functions.motion.regions import rasterize
 from tripwire.config import CameraConfig
 from tripwire.contract import Box
+
+log = logging.getLogger(__name__)
+
+# At most one re-learn log line per camera this often (seconds): a scene that keeps being
+# taken for lighting changes is one line a minute with a count, not a line every second.
+_RELEARN_LOG_PERIOD_S = 60.0
 
 
 def _near_any(boxes: tuple[Box, ...], previous: tuple[Box, ...]) -> bool:
@@ -54,6 +62,9 @@ class MotionResult:
     height: int
     content_type: str | None = None  # from the header; None for pull-mode arrays
     zones: tuple[str, ...] = ()  # configured zones that moving pixels touch
+    # On the frame a lighting change was seen (the background is re-learnt from it): why,
+    # "brightness", "gain" or "area" (see functions/motion/analyser.py); else None.
+    relearn: str | None = None
 
 
 class MotionDetector:
@@ -65,6 +76,7 @@ class MotionDetector:
         self._masks = [[(x, y) for x, y in poly] for poly in camera.masks]
         self._zone_polygons = {name: [(x, y) for x, y in p] for name, p in camera.zones.items()}
         self._analysis = Pacer(self._config.analysis_fps)
+        self._arrivals = ArrivalPacer(self._config.analysis_fps)
         self._publish = Pacer(self._config.max_publish_fps)
         self._geo: Geometry | None = None
         self._analyser: Analyser | None = None
@@ -73,28 +85,37 @@ class MotionDetector:
         self._quiet = 0  # consecutive quiet frames while an event is open
         self._event_id: str | None = None
         self._candidate: tuple[Box, ...] = ()
+        self._relearns_unlogged = 0
+        self._last_analysed_ns: int | None = None
+        self._relearn_logged = -_RELEARN_LOG_PERIOD_S
 
-    def analysis_due(self, capture_ns: int) -> bool:
+    def analysis_due(self, capture_ns: int, timed: bool = True) -> bool:
         """Whether :meth:`process` would analyse a frame captured now (else it only reads
         the header: cheap enough to run without a hand-off to a worker thread)."""
-        return self._analysis.due(capture_ns)
+        return (self._analysis if timed else self._arrivals).due(capture_ns)
 
-    def process(self, data: bytes, capture_ns: int) -> MotionResult:
-        """Analyse (or pace) one encoded frame; raise FrameError when it is not usable."""
+    def process(self, data: bytes, capture_ns: int, timed: bool = True) -> MotionResult:
+        """Analyse (or pace) one encoded frame; raise FrameError when it is not usable.
+
+        ``timed`` false: ``capture_ns`` is the arrival time (the camera sent none), and
+        a burst of frames is not taken for frames of one instant (see ArrivalPacer).
+        """
         info = probe(data)
-        if not self._analysis.due(capture_ns):
+        if not self.analysis_due(capture_ns, timed):
             return self._ride_along(capture_ns, info.width, info.height, info.content_type)
         geo = self._geometry(info.width, info.height)
         gray = decode_gray(data, info, geo)
-        return self._decide(gray, capture_ns, info.width, info.height, info.content_type)
+        return self._decide(gray, capture_ns, timed, info.width, info.height, info.content_type)
 
-    def process_array(self, frame: npt.NDArray[np.uint8], capture_ns: int) -> MotionResult:
+    def process_array(
+        self, frame: npt.NDArray[np.uint8], capture_ns: int, timed: bool = True
+    ) -> MotionResult:
         """Same as :meth:`process` for a frame that is already decoded (gray or BGR)."""
         height, width = frame.shape[:2]
-        if not self._analysis.due(capture_ns):
+        if not self.analysis_due(capture_ns, timed):
             return self._ride_along(capture_ns, width, height, None)
         gray = array_to_gray(frame, self._geometry(width, height))
-        return self._decide(gray, capture_ns, width, height, None)
+        return self._decide(gray, capture_ns, timed, width, height, None)
 
     @property
     def geometry(self) -> Geometry | None:
@@ -117,15 +138,26 @@ class MotionDetector:
         return geo
 
     def _decide(
-        self, gray: Gray, capture_ns: int, width: int, height: int, content_type: str | None
+        self,
+        gray: Gray,
+        capture_ns: int,
+        timed: bool,
+        width: int,
+        height: int,
+        content_type: str | None,
     ) -> MotionResult:
         analyser = self._analyser
         assert analyser is not None  # set by _geometry before every analysis
-        self._analysis.take(capture_ns)
-        analysis = analyser.analyse(gray)
+        (self._analysis if timed else self._arrivals).take(capture_ns)
+        last = self._last_analysed_ns
+        gap_s = (capture_ns - last) / 1e9 if last is not None and capture_ns > last else 0.1
+        self._last_analysed_ns = capture_ns
+        analysis = analyser.analyse(gray, gap_s)
         self._last = analysis
         opened = closed = False
         closed_id = None
+        if analysis.relearn is not None:
+            self._log_relearn(analysis.relearn.value)
         if analysis.state in (State.CALIBRATING, State.LIGHTING):
             # No decision while the background is being learnt: an open event stays open
             # and nothing new opens (a light switched on must not open an event).
@@ -152,8 +184,30 @@ class MotionDetector:
                 self._event_id = None
                 self._streak = 0
         return self._result(
-            capture_ns, width, height, content_type, True, opened, closed, closed_id
+            capture_ns,
+            width,
+            height,
+            content_type,
+            True,
+            opened,
+            closed,
+            closed_id,
+            analysis.relearn.value if analysis.relearn is not None else None,
         )
+
+    def _log_relearn(self, reason: str) -> None:
+        self._relearns_unlogged += 1
+        now = time.monotonic()
+        if now - self._relearn_logged < _RELEARN_LOG_PERIOD_S:
+            return
+        log.info(
+            "camera %s: motion gate took a lighting change (%s), re-learning the background "
+            "(%d re-learn(s) since the last such line)",
+            self.camera,
+            reason,
+            self._relearns_unlogged,
+        )
+        self._relearn_logged, self._relearns_unlogged = now, 0
 
     def _ride_along(
         self, capture_ns: int, width: int, height: int, content_type: str | None
@@ -170,6 +224,7 @@ class MotionDetector:
         opened: bool,
         closed: bool,
         closed_id: str | None,
+        relearn: str | None = None,
     ) -> MotionResult:
         motion = self._event_id is not None
         publish = motion and self._publish.due(capture_ns)
@@ -190,4 +245,5 @@ class MotionDetector:
             height=height,
             content_type=content_type,
             zones=last.zones,
+            relearn=relearn,
         )

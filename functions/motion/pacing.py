@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+# Seconds of analyses a burst of frames without capture times may use at once: enough to
+# calibrate and open an event (5 + 2 analyses) with room for a mover to come into view.
+_BURST_S = 2.0
+
 
 class Pacer:
     """Lets through at most ``rate`` frames per second of capture time (0 = every frame).
@@ -39,3 +43,40 @@ class Pacer:
 
     def reset(self) -> None:
         self._next = None
+
+
+class ArrivalPacer:
+    """Paces frames that carry no capture time, stamped on arrival: at most ``rate`` per
+    second sustained, but up to ``_BURST_S`` seconds' worth of analyses at once.
+
+    Arrival time is not capture time. A camera that flushes its buffer after a reconnect,
+    or a script that uploads a clip, sends frames captured over seconds within a few
+    milliseconds; the cadence of :class:`Pacer` would analyse one of them and the gate
+    would never see enough frames to calibrate and open an event. A token bucket lets the
+    burst through (consecutive frames, as the gate is tuned for; the bucket refills at
+    ``rate``) and still holds a steady camera to ``rate`` analyses per second.
+    """
+
+    __slots__ = ("_capacity", "_level", "_rate", "_stamp")
+
+    def __init__(self, rate: float) -> None:
+        self._rate = rate
+        self._capacity = max(1.0, _BURST_S * rate)
+        self._level = self._capacity
+        self._stamp: int | None = None
+
+    def _refilled(self, arrival_ns: int) -> float:
+        if self._stamp is None:
+            return self._level
+        elapsed = max(0, arrival_ns - self._stamp)  # a wall clock stepped back: no refill
+        return min(self._capacity, self._level + elapsed * 1e-9 * self._rate)
+
+    def due(self, arrival_ns: int) -> bool:
+        return self._rate <= 0 or self._refilled(arrival_ns) >= 1.0
+
+    def take(self, arrival_ns: int) -> None:
+        """Record that the frame that arrived at ``arrival_ns`` was analysed."""
+        if self._rate <= 0:
+            return
+        self._level = max(0.0, self._refilled(arrival_ns) - 1.0)
+        self._stamp = arrival_ns
