@@ -1,293 +1,492 @@
-"""The analysis of a ``tripwire bench energy`` run: power and memory series from the sampler's
-JSONL, one summary row per mode, ``report.md`` and the PNG plots."""
+"""``report.md`` and ``summary.json`` of a ``tripwire bench energy`` run.
+
+summary.json (schema ``tripwire.bench.energy/2``)::
+
+    {"schema": "tripwire.bench.energy/2", "date": "...", "profile": "v100",
+     "profile_device": "...", "repeats": 3, "duty_cycle": 0.2, "duty_cycles": [0.2],
+     "equal_work": true,            # every run detected the same number of frames, none left
+     "modes": {"<mode>": {          # the first --duty-cycle; medians over the repeats
+         "label": "...", "frames_processed": 412, "backlog": 0, "kept_up": true,
+         "drain_s": 3.1, "energy_j": {"idle_floor": .., "resident": .., "inference": ..,
+         "cold_start": .., "total": ..}, "energy_j_spread": {"total": [min, max], ...},
+         "power_source": "modelled: v100" | "measured: nvml" | "measured: rapl",
+         "j_per_event": .., "j_per_camera_hour": .., "j_per_object": .., "device_mib_s": ..,
+         "ratio_to_always_on": {"median": .., "min": .., "max": ..}, "runs": [<run>, ...]}},
+     "paper_comparison": {...}, "sweep": [{"duty_cycle": .., "modes": {...}}, ...],
+     "crossover": {...}}
+
+A ``<run>`` is :meth:`loadtest.energy_account.Accounting.record`.
+"""
 
 from __future__ import annotations
 
+import datetime
 import json
 import statistics
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
-from loadtest.energy_workload import COOLDOWN_S, MODES, EnergyOptions, ModeRun
+from loadtest.energy_account import PARTS, Accounting, account
+from loadtest.energy_model import DutyModel
+from loadtest.energy_plots import plot_all
+from loadtest.energy_workload import (
+    COOLDOWN_S,
+    CROSSING_S,
+    MODES,
+    SHIPPED_COOLDOWN_S,
+    EnergyOptions,
+    ModeRun,
+)
+from tripwire.metrics.power_profile import FIELDS, PowerProfile
+
+SCHEMA = "tripwire.bench.energy/2"
+PAPER = {"power_saved_w": 65.0, "memory_saved_mib": 858.0, "gpu": "V100"}
+POLLING_S = 5.0  # the shipped policy's pollingInterval: a scale-in is seen up to one poll late
 
 
-@dataclass
-class Series:
-    t_s: list[float] = field(default_factory=list)
-    interval_s: list[float] = field(default_factory=list)
-    power: dict[str, list[float]] = field(default_factory=dict)  # source label -> W
-    rss: list[float] = field(default_factory=list)  # bytes, pipeline processes summed
-    replicas: list[float] = field(default_factory=list)
-    depth: list[float] = field(default_factory=list)
+def _median(values: Sequence[float]) -> float:
+    return float(statistics.median(values))
 
 
-def power_sources(sample: dict[str, Any]) -> dict[str, float]:
-    """Power per source of one sample: GPU (NVML, measured), CPU (RAPL measured, machine
-    wide; else the estimate for the pipeline's processes)."""
-    src = sample["sources"]
-    out: dict[str, float] = {}
-    gpu = src.get("gpu_nvml", {})
-    if gpu.get("available"):
-        out["gpu (measured)"] = sum(
-            r["value"] for r in gpu["readings"] if r["metric"] == "power_watts"
-        )
-    rapl = src.get("cpu_rapl", {})
-    if rapl.get("available"):
-        out["cpu RAPL (measured)"] = sum(
-            r["value"] for r in rapl["readings"] if r["metric"] == "power_watts"
-        )
-    else:
-        est = src.get("cpu_estimate", {})
-        out["cpu pipeline (estimated)"] = sum(
-            r["value"]
-            for r in est.get("readings", [])
-            if r["metric"] == "power_watts" and r["labels"].get("device") == "pipeline"
-        )
+def _spread(values: Sequence[float]) -> list[float]:
+    return [round(min(values), 2), round(max(values), 2)]
+
+
+def _mode_summary(accs: list[Accounting], base: list[Accounting] | None) -> dict[str, Any]:
+    records = [a.record() for a in accs]
+    energy = {k: round(_median([a.energy_j[k] for a in accs]), 2) for k in (*PARTS, "total")}
+    out: dict[str, Any] = {
+        "label": MODES[accs[0].run.mode],
+        "frames_processed": int(_median([r["frames_processed"] for r in records])),
+        "frames_processed_runs": [r["frames_processed"] for r in records],
+        "backlog": max(r["backlog"] for r in records),
+        "kept_up": all(r["kept_up"] for r in records),
+        "drain_s": _opt_median([r["drain_s"] for r in records]),
+        "energy_j": energy,
+        "energy_j_spread": {k: _spread([a.energy_j[k] for a in accs]) for k in (*PARTS, "total")},
+        "power_source": accs[0].power_source,
+    }
+    for key in (
+        "window_s",
+        "avg_power_w",
+        "j_per_event",
+        "j_per_camera_hour",
+        "j_per_object",
+        "mj_per_frame",
+        "cold_starts",
+        "held_s",
+        "replica_s",
+        "device_mib_s",
+        "device_mib_mean",
+        "host_cpu_j",
+        "rss_mean_mib",
+        "rss_peak_mib",
+        "latency_p50_s",
+        "latency_p95_s",
+        "events",
+        "objects",
+    ):
+        out[key] = _opt_median([r[key] for r in records])
+    out["host_cpu_source"] = records[0]["host_cpu_source"]
+    if base:
+        # Pair repeat r of this mode with repeat r of always-on: the spread is of the ratios.
+        ratios = [
+            a.energy_j["total"] / b.energy_j["total"]
+            for a, b in zip(accs, base, strict=False)
+            if b.energy_j["total"]
+        ]
+        if ratios:
+            out["ratio_to_always_on"] = {
+                "median": round(_median(ratios), 3),
+                "min": round(min(ratios), 3),
+                "max": round(max(ratios), 3),
+            }
+    out["runs"] = records
     return out
 
 
-def load_series(run: ModeRun) -> Series:
-    series = Series()
-    for line in run.samples.read_text().splitlines():
-        sample = json.loads(line)
-        series.t_s.append((sample["t_ns"] - run.t0_ns) / 1e9)
-        series.interval_s.append(sample["interval_s"])
-        powers = power_sources(sample)
-        for name, watts in powers.items():
-            series.power.setdefault(name, []).append(watts)
-        readings = sample["sources"].get("memory", {}).get("readings", [])
-        series.rss.append(sum(r["value"] for r in readings if r["metric"] == "process_rss_bytes"))
-        pipe = {
-            r["labels"].get("probe", r["metric"]): r["value"]
-            for r in sample["sources"].get("pipeline", {}).get("readings", [])
-        }
-        series.replicas.append(_probe(pipe, "replicas"))
-        series.depth.append(_probe(pipe, "queue_depth"))
-    return series
-
-
-def _probe(values: dict[str, Any], name: str) -> float:
-    for key, value in values.items():
-        if name in key:
-            return float(value)
-    return float("nan")
-
-
-def _pct(values: list[float], q: float) -> float | None:
-    if not values:
+def _opt_median(values: Sequence[Any]) -> Any:
+    present = [v for v in values if v is not None]
+    if not present:
         return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+    m = _median(present)
+    return round(m, 3)
 
 
-def summarise(run: ModeRun, series: Series) -> dict[str, Any]:
-    energy = {
-        name: sum(w * dt for w, dt in zip(watts, series.interval_s, strict=True))
-        for name, watts in series.power.items()
-    }
-    seconds = sum(series.interval_s)
-    total_j = sum(energy.values())
-    off_s = (run.cameras_off_ns - run.t0_ns) / 1e9
-    tail = [
-        i for i, t in enumerate(series.t_s) if t > off_s + (run.end_ns - run.cameras_off_ns) / 2e9
-    ]
-    idle_floor = (
-        statistics.fmean(sum(w[i] for w in series.power.values()) for i in tail) if tail else None
-    )
-    analysed = run.tally.detections
+def _group(accs: list[Accounting], duty: float) -> dict[str, list[Accounting]]:
+    out: dict[str, list[Accounting]] = {}
+    for a in accs:
+        if a.run.duty_cycle == duty:
+            out.setdefault(a.run.mode, []).append(a)
+    for runs in out.values():
+        runs.sort(key=lambda a: a.run.repeat)
+    return out
+
+
+def _modes(groups: dict[str, list[Accounting]]) -> dict[str, Any]:
+    base = groups.get("always-on")
     return {
-        "mode": run.mode,
-        "label": MODES[run.mode],
-        "seconds": round(seconds, 1),
-        "energy_j": {k: round(v, 1) for k, v in energy.items()},
-        "energy_total_j": round(total_j, 1),
-        "avg_power_w": {k: round(v / seconds, 2) for k, v in energy.items()} if seconds else {},
-        "avg_power_total_w": round(total_j / seconds, 2) if seconds else None,
-        "idle_floor_w": None if idle_floor is None else round(idle_floor, 2),
-        "rss_peak_mib": round(max(series.rss, default=0) / 2**20, 1),
-        "rss_mean_mib": round(statistics.fmean(series.rss) / 2**20, 1) if series.rss else 0,
-        "frames_sent": run.frames_sent,
-        "frames_published": run.frames_published,
-        "frames_analysed": analysed,
-        "alerts": run.tally.alerts,
-        "latency_p50_s": _round(_pct(run.tally.latencies_s, 0.5)),
-        "latency_p95_s": _round(_pct(run.tally.latencies_s, 0.95)),
-        "cold_starts": run.cold_starts,
-        "final_queue_depth": series.depth[-1] if series.depth else None,
-        "mj_per_frame": round(1000 * total_j / analysed, 1) if analysed else None,
-        "j_per_alert": round(total_j / run.tally.alerts, 1) if run.tally.alerts else None,
+        mode: _mode_summary(runs, None if mode == "always-on" else base)
+        for mode, runs in groups.items()
     }
 
 
-def _round(value: float | None) -> float | None:
-    return None if value is None else round(value, 3)
+def _faas(modes: dict[str, Any]) -> str | None:
+    for name in ("scale-to-zero-standby", "scale-to-zero"):
+        if name in modes:
+            return name
+    return None
 
 
-def _fmt(value: Any) -> str:
-    return "n/a" if value is None else str(value)
+def _paper(modes: dict[str, Any], profile: PowerProfile) -> dict[str, Any] | None:
+    faas = _faas(modes)
+    if "always-on" not in modes or faas is None:
+        return None
+    ao, fs = modes["always-on"], modes[faas]
+    return {
+        "faas_mode": faas,
+        "paper": PAPER,
+        "profile": profile.name,
+        "power_source": ao["power_source"],
+        # With no motion, always-on holds floor + context; scale-to-zero only the floor.
+        "idle_power_saved_w": profile.resident_w,
+        "avg_power_saved_w": round((ao["avg_power_w"] or 0) - (fs["avg_power_w"] or 0), 2),
+        "memory_saved_mib": round(ao["device_mib_mean"] - fs["device_mib_mean"], 1),
+        "idle_memory_saved_mib": profile.resident_mib,
+        "bare_floor_w": profile.idle_floor_w,
+    }
+
+
+def _duty_model(profile: PowerProfile, modes: dict[str, Any], keep_alive_s: float) -> DutyModel:
+    cold_j = profile.cold_start_j
+    faas = _faas(modes)
+    if cold_j is None and faas is not None and modes[faas]["cold_starts"]:
+        cold_j = modes[faas]["energy_j"]["cold_start"] / modes[faas]["cold_starts"]
+    ao = modes.get("always-on")
+    inference_w = 0.0
+    if ao and ao["window_s"]:
+        inference_w = ao["energy_j"]["inference"] / max(1.0, ao["events"] or 1) / CROSSING_S
+    return DutyModel(
+        idle_floor_w=profile.idle_floor_w,
+        resident_w=profile.resident_w,
+        cold_start_j=cold_j or 0.0,
+        inference_w=inference_w,
+        event_s=CROSSING_S,
+        keep_alive_s=keep_alive_s,
+    )
+
+
+def _sweep(accs: list[Accounting], duties: Sequence[float]) -> list[dict[str, Any]]:
+    out = []
+    for duty in duties:
+        modes = _modes(_group(accs, duty))
+        first = next(iter(modes.values()))["runs"][0]
+        # The scene's first crossing starts 5 s in: a run shorter than one period (10 s /
+        # duty) sees more motion than the nominal duty. The gate's share of frames with motion
+        # is what the run actually had.
+        realised = first["frames_motion"] / first["frames_sent"] if first["frames_sent"] else 0
+        row: dict[str, Any] = {
+            "duty_cycle": duty,
+            "realised_duty": round(realised, 4),
+            "modes": {},
+        }
+        for mode, m in modes.items():
+            row["modes"][mode] = {
+                "energy_total_j": m["energy_j"]["total"],
+                "spread": m["energy_j_spread"]["total"],
+                "frames_processed": m["frames_processed"],
+                "backlog": m["backlog"],
+                "cold_starts": m["cold_starts"],
+                "ratio_to_always_on": m.get("ratio_to_always_on"),
+            }
+        out.append(row)
+    return out
 
 
 def write_report(
     options: EnergyOptions,
     weights: str,
-    rows: list[dict[str, Any]],
-    series: dict[str, Series],
+    profile: PowerProfile,
+    runs: list[ModeRun],
     note: str | None,
-) -> None:
+) -> dict[str, Any]:
+    # Every run of one duty cycle is charged over the same window: the longest one, the
+    # shorter ones extended in their final idle state (a mode that drained sooner idles on).
+    windows: dict[float, float] = {}
+    for run in runs:
+        w = account(run, profile).window_s
+        windows[run.duty_cycle] = max(windows.get(run.duty_cycle, 0.0), w)
+    accs = [account(run, profile, windows[run.duty_cycle]) for run in runs]
+    duties = list(options.duty_cycles)
+    main = _group(accs, duties[0])
+    modes = _modes(main)
+    processed = {r for m in modes.values() for r in m["frames_processed_runs"]}
+    equal = len(processed) == 1 and all(m["backlog"] == 0 for m in modes.values())
+    models = {
+        "bench": _duty_model(profile, modes, COOLDOWN_S + POLLING_S),
+        "shipped": _duty_model(profile, modes, SHIPPED_COOLDOWN_S + POLLING_S),
+    }
+    crossover = {
+        name: {
+            "keep_alive_s": m.keep_alive_s,
+            "cold_start_j": round(m.cold_start_j, 1),
+            "duty": None if m.crossover_duty() is None else round(m.crossover_duty() or 0, 4),
+        }
+        for name, m in models.items()
+    }
+    summary: dict[str, Any] = {
+        "schema": SCHEMA,
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "profile": profile.name,
+        "profile_device": profile.device,
+        "repeats": options.repeats,
+        "duty_cycle": duties[0],
+        "duty_cycles": duties,
+        "cameras": options.cameras,
+        "fps": options.fps,
+        "duration_s": options.duration_s,
+        "idle_s": options.idle_s,
+        "replicas_always_on": options.replicas,
+        "weights": weights,
+        "equal_work": equal,
+        "modes": modes,
+        "paper_comparison": _paper(modes, profile),
+        "sweep": _sweep(accs, duties) if len(duties) > 1 else [],
+        "crossover": crossover,
+    }
     out = options.out
-    _plot_power(out / "power.png", rows, series, options.duration_s)
-    _plot_memory(out / "memory.png", rows)
-    sources = sorted({k for r in rows for k in r["energy_j"]})
-    gpu = any("gpu" in s for s in sources)
+    plot_all(out, profile, main, summary, models)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    (out / "report.md").write_text(_markdown(options, weights, profile, summary, note))
+    return summary
+
+
+def _f(value: Any, digits: int = 1) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    return str(value)
+
+
+def _markdown(
+    options: EnergyOptions,
+    weights: str,
+    profile: PowerProfile,
+    s: dict[str, Any],
+    note: str | None,
+) -> str:
+    modes: dict[str, Any] = s["modes"]
     workload = (
         f"`{options.video}` looped"
         if options.video
-        else f"generated scene, someone in view {100 * options.duty_cycle:.0f}% of the time"
+        else f"generated 1280x720 scene, someone crossing {100 * s['duty_cycle']:g}% of the time"
     )
+    src = next(iter(modes.values()))["power_source"] if modes else "n/a"
     lines = [
         "# tripwire bench energy",
         "",
-        f"Workload: {options.cameras} camera(s) x {options.fps:g} fps for "
-        f"{options.duration_s:g} s, "
-        f"{workload}; then an idle tail of {options.idle_s:g} s. Detector weights `{weights}`. "
-        f"Sampling every {options.interval_s:g} s (gateway, detector workers, prefork standby).",
+        f"{s['date']}. Workload: {options.cameras} camera(s) x {options.fps:g} fps x "
+        f"{options.duration_s:g} s ({workload}), the same pre-rendered frames in every mode and "
+        f"repeat; every frame sent (late rather than dropped) with its capture time on the "
+        f"camera's clock. Detector weights `{weights}`. Device profile **{profile.name}** "
+        f"({profile.device}); device energy **{src}**. Repeats: {s['repeats']} (interleaved); "
+        "figures are medians, [min-max] over repeats.",
         "",
     ]
     if note:
         lines += [f"Note: {note}", ""]
+    lines += ["## Equal work", ""]
     lines += [
-        "## Energy and power",
-        "",
-        "| mode | seconds | "
-        + " | ".join(f"energy {s} J" for s in sources)
-        + " | energy total J | avg power W | idle floor W | mJ per analysed frame | J per alert |",
-        "|---" * (6 + len(sources)) + "|---|",
-    ]
-    for r in rows:
-        lines.append(
-            f"| {r['mode']}: {r['label']} | {r['seconds']} | "
-            + " | ".join(_fmt(r["energy_j"].get(s)) for s in sources)
-            + f" | {r['energy_total_j']} | {_fmt(r['avg_power_total_w'])} | "
-            f"{_fmt(r['idle_floor_w'])} | {_fmt(r['mj_per_frame'])} | {_fmt(r['j_per_alert'])} |"
-        )
-    lines += [
-        "",
-        "## Memory (RSS summed over the pipeline's processes, measured)",
-        "",
-        "| mode | peak RSS MiB | mean RSS MiB |",
-        "|---|---|---|",
-    ]
-    for r in rows:
-        lines.append(f"| {r['mode']}: {r['label']} | {r['rss_peak_mib']} | {r['rss_mean_mib']} |")
-    lines += [
-        "",
-        "## Pipeline",
-        "",
-        "| mode | frames sent | frames published | frames analysed | alerts | "
-        "latency p50 s | latency p95 s | cold starts |",
+        "| mode | frames sent | with motion | published | detected (each repeat) | backlog | "
+        "drain s | kept up |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for r in rows:
+    for name, m in modes.items():
+        r0 = m["runs"][0]
         lines.append(
-            f"| {r['mode']}: {r['label']} | {r['frames_sent']} | {r['frames_published']} | "
-            f"{r['frames_analysed']} | {r['alerts']} | {_fmt(r['latency_p50_s'])} | "
-            f"{_fmt(r['latency_p95_s'])} | {r['cold_starts']} |"
+            f"| {name} | {r0['frames_sent']} | {r0['frames_motion']} | {r0['frames_published']} | "
+            f"{', '.join(map(str, m['frames_processed_runs']))} | {m['backlog']} | "
+            f"{_f(m['drain_s'])} | {'yes' if m['kept_up'] else '**no: not compared**'} |"
         )
-    backlog = [r for r in rows if (r["final_queue_depth"] or 0) > 0]
-    for r in backlog:
+    lines += [
+        "",
+        "Equal work: **"
+        + ("yes" if s["equal_work"] else "NO")
+        + "** (every run of every mode detected the same frames and left none queued).",
+        "",
+        f"## Device energy by component ({src})",
+        "",
+        "| mode | idle floor J | resident J | inference J | cold start J | total J [min-max] | "
+        "avg W | vs always-on [min-max] |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, m in modes.items():
+        e, sp = m["energy_j"], m["energy_j_spread"]
+        ratio = m.get("ratio_to_always_on")
+        ratio_s = f"{ratio['median']:.2f} [{ratio['min']:.2f}-{ratio['max']:.2f}]" if ratio else "-"
+        if not m["kept_up"]:
+            ratio_s = "not compared (backlog)"
         lines.append(
-            f"\nMode ({r['mode']}): {r['final_queue_depth']:.0f} frames still queued at the end: "
-            "the detector could not keep up, so its idle floor is backlog work, not idle power."
+            f"| {name} | {_f(e['idle_floor'])} | {_f(e['resident'])} | {_f(e['inference'])} | "
+            f"{_f(e['cold_start'])} | {_f(e['total'])} [{_f(sp['total'][0])}-"
+            f"{_f(sp['total'][1])}] | {_f(m['avg_power_w'], 2)} | {ratio_s} |"
         )
-    by_mode = {r["mode"]: r for r in rows}
-    ratios = []
-    if "c" in by_mode:
-        for other in ("a", "b"):
-            if other in by_mode and by_mode[other]["energy_total_j"]:
-                ratio = by_mode["c"]["energy_total_j"] / by_mode[other]["energy_total_j"]
-                ratios.append(f"- energy of (c) / energy of ({other}): **{ratio:.2f}**")
-    if ratios:
-        lines += ["", "## Headline", "", *ratios]
+    lines += [
+        "",
+        "## Per unit of work",
+        "",
+        "| mode | J per motion event | J per camera-hour | J per detected object | "
+        "mJ per detected frame | events | objects |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, m in modes.items():
+        lines.append(
+            f"| {name} | {_f(m['j_per_event'], 2)} | {_f(m['j_per_camera_hour'])} | "
+            f"{_f(m['j_per_object'], 3)} | {_f(m['mj_per_frame'])} | {_f(m['events'], 0)} | "
+            f"{_f(m['objects'], 0)} |"
+        )
+    lines += [
+        "",
+        "## Memory",
+        "",
+        "| mode | device MiB-s | mean device MiB | replica-s | model held s | cold starts | "
+        "host RSS mean MiB (measured) | host RSS peak MiB |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, m in modes.items():
+        lines.append(
+            f"| {name} | {_f(m['device_mib_s'], 0)} | {_f(m['device_mib_mean'])} | "
+            f"{_f(m['replica_s'])} | {_f(m['held_s'])} | {_f(m['cold_starts'], 0)} | "
+            f"{_f(m['rss_mean_mib'])} | {_f(m['rss_peak_mib'])} |"
+        )
+    lines += [
+        "",
+        "## Host CPU and latency",
+        "",
+        "| mode | host CPU J | latency p50 s | latency p95 s |",
+        "|---|---|---|---|",
+    ]
+    for name, m in modes.items():
+        lines.append(
+            f"| {name} | {_f(m['host_cpu_j'])} | {_f(m['latency_p50_s'], 2)} | "
+            f"{_f(m['latency_p95_s'], 2)} |"
+        )
+    if modes:
+        host = next(iter(modes.values()))["host_cpu_source"]
+        lines += ["", f"Host CPU: {host}; the gateway and the detector on this machine's CPUs."]
+    paper = s["paper_comparison"]
+    if paper:
+        lines += [
+            "",
+            f"## Always-on vs FaaS ({paper['faas_mode']}), beside the paper",
+            "",
+            f"| figure | paper ({PAPER['gpu']}, measured) | ours ({paper['profile']}, "
+            f"{paper['power_source']}) |",
+            "|---|---|---|",
+            f"| GPU power saved while no motion, W | {PAPER['power_saved_w']:g} | "
+            f"{paper['idle_power_saved_w']:g} (the held context; the bare floor of "
+            f"{paper['bare_floor_w']:g} W stays) |",
+            f"| GPU power saved on average over this workload, W | - | "
+            f"{paper['avg_power_saved_w']:g} |",
+            f"| GPU memory saved while no motion, MiB | {PAPER['memory_saved_mib']:g} | "
+            f"{paper['idle_memory_saved_mib']:g} |",
+            f"| GPU memory saved on average over this workload, MiB | - | "
+            f"{paper['memory_saved_mib']:g} |",
+        ]
+    lines += ["", "## Duty cycle and the crossover", ""]
+    cross = s["crossover"]
+    for name, c in cross.items():
+        label = (
+            f"the bench's cooldown ({COOLDOWN_S} s)"
+            if name == "bench"
+            else "the shipped policy (cooldown 60 s + 30 s stabilization)"
+        )
+        if c["duty"] is None:
+            lines.append(
+                f"- With {label}: scale-to-zero never pays back a cold start in energy on "
+                f"this profile (no resident power); it saves memory only."
+            )
+        else:
+            lines.append(
+                f"- With {label}, keep-alive {c['keep_alive_s']:g} s, a cold start of "
+                f"{c['cold_start_j']:g} J: scale-to-zero saves energy below a duty cycle of "
+                f"**{100 * c['duty']:.1f}%** (events of {CROSSING_S:g} s); above it, "
+                "always-on costs less."
+            )
+    if s["sweep"]:
+        lines += [
+            "",
+            "| duty cycle (nominal) | frames with motion | "
+            + " | ".join(f"{m} J [min-max]" for m in s["sweep"][0]["modes"])
+            + " | saved vs always-on (measured) |",
+            "|---" * (len(s["sweep"][0]["modes"]) + 3) + "|",
+        ]
+        for row in s["sweep"]:
+            cells = [
+                f"{_f(v['energy_total_j'])} [{_f(v['spread'][0])}-{_f(v['spread'][1])}]"
+                + ("" if v["backlog"] == 0 else f" (backlog {v['backlog']})")
+                for v in row["modes"].values()
+            ]
+            saved = [
+                f"{k}: {100 * (1 - v['ratio_to_always_on']['median']):.0f}%"
+                for k, v in row["modes"].items()
+                if v.get("ratio_to_always_on")
+            ]
+            lines.append(
+                f"| {row['duty_cycle']:g} | {100 * row['realised_duty']:.0f}% | "
+                + " | ".join(cells)
+                + f" | {'; '.join(saved)} |"
+            )
+        lines += [
+            "",
+            "`sweep.png`: measured points at the share of frames that had motion (a run shorter "
+            "than one period, 10 s / duty, sees more motion than its nominal duty) and the "
+            "model's curves (`loadtest/energy_model.py`).",
+        ]
+    lines += [
+        "",
+        f"## Profile `{profile.name}`: every number and its source",
+        "",
+        "| field | value | source |",
+        "|---|---|---|",
+    ]
+    for field in FIELDS:
+        value = getattr(profile, field)
+        lines.append(
+            f"| {field} | {'measured' if value is None else value} | {profile.sources[field]} |"
+        )
     lines += [
         "",
         "## How to read this",
         "",
-        "- `estimated` figures come from the CPU-time model of `tripwire.metrics.cpu_estimate`"
-        " (pipeline processes' CPU time x configured W per CPU); `measured` ones from RAPL"
-        " or NVML.",
-        "- Energy is power x sample interval summed over the measured window (cameras + idle tail);"
-        " the idle floor is the mean power over the second half of the idle tail.",
-        "- GPU: "
-        + (
-            "measured through NVML (whole device)."
-            if gpu
-            else "NVML absent on this machine, so no GPU figure. On a GPU machine an idle GPU "
-            "still draws its idle power when the detector pod is gone (scale-to-zero frees its "
-            "memory and its utilisation, not the card's idle watts) unless the node itself is "
-            "scaled down."
-        ),
-        f"- All modes use the shipped policy with cooldownPeriod {COOLDOWN_S} s and scale-down "
-        "stabilization 0 s (shortened for the bench); (a) and (b) set minReplicaCount 1.",
-        "- Measuring starts once an always-on detector has loaded its model (a/b) or the "
-        "prefork standby is ready (c); cold starts counts worker starts inside the window.",
-        "- Latency: capture time (camera) to the detection message seen on the broker.",
+        "- Window: from the cameras' first frame until every published frame was detected "
+        f"(the drain), then an idle tail of {options.idle_s:g} s; every run of a duty cycle is "
+        "charged over the longest of these windows, a shorter one extended in its final idle "
+        "state (`padded_s` in summary.json). A mode that does not drain "
+        f"within {options.drain_timeout_s:g} s is marked `kept up: no` and not compared.",
+        "- Modes: `always-on` runs a fixed number of replicas "
+        f"({options.replicas}; minReplicaCount = maxReplicaCount, so no decision changes it), "
+        "loaded before the window, no prefork standby; `scale-to-zero` starts every worker "
+        "from scratch; `scale-to-zero-standby` forks them from the prefork standby. Both "
+        f"scale-to-zero modes use the shipped policy with cooldownPeriod {COOLDOWN_S} s and "
+        "scale-down stabilization 0 s (shortened so a short bench reaches zero).",
+        "- idle floor: the device's bare idle power over the whole window, in every mode: a "
+        "powered GPU draws it with no pod on it, so scale-to-zero cannot save it (only "
+        "powering the node off can). resident: the held CUDA context + model while a replica "
+        "is alive. inference: the device time of the frames detected. cold start: one "
+        "profile cold-start energy per worker started inside the window.",
+        "- `modelled: <profile>`: replica-seconds, frames and starts are measured here, the "
+        "watts come from the profile. `measured: nvml|rapl`: the total is the counter's; "
+        "resident is then the measured total less the modelled other parts.",
+        "- Per camera-hour: per hour of video sent (cameras x duration), not per hour of "
+        "window. Per object: per box the detector returned (an untrained model finds few or "
+        "none: then n/a).",
         "",
-        "Plots: `power.png` (power, replicas and queue depth per mode), `memory.png`. "
-        "Raw samples: `<mode>/samples.jsonl`; timeline: `<mode>/timeline.jsonl`; "
-        "summary: `summary.json`.",
+        "Plots (shared axes across modes): `power.png` (device power by component over time), "
+        "`energy.png` (energy by component, spread over repeats), `memory.png` (device memory "
+        "and host RSS over time)" + (", `sweep.png`" if s["sweep"] else "") + ". Raw: "
+        "`duty-*/<mode>/r*/samples.jsonl` and `timeline.jsonl`; `summary.json`.",
         "",
     ]
-    (out / "report.md").write_text("\n".join(lines))
-    (out / "summary.json").write_text(json.dumps({"energy_bench": rows}, indent=2))
-
-
-def _plot_power(
-    path: Path, rows: list[dict[str, Any]], series: dict[str, Series], duration_s: float
-) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    n = len(rows)
-    fig, axes = plt.subplots(2 * n, 1, figsize=(10, 3.2 * n), sharex=True, squeeze=False)
-    for k, r in enumerate(rows):
-        s = series[r["mode"]]
-        ax_p, ax_r = axes[2 * k][0], axes[2 * k + 1][0]
-        for name, watts in s.power.items():
-            ax_p.plot(s.t_s, watts, label=name)
-        ax_p.set_ylabel("W")
-        ax_p.set_title(f"({r['mode']}) {r['label']}: {r['energy_total_j']} J", fontsize=10)
-        ax_p.legend(loc="upper right", fontsize=8)
-        ax_r.step(s.t_s, s.replicas, where="post", color="tab:green", label="replicas")
-        ax_r.set_ylabel("replicas")
-        ax_d = ax_r.twinx()
-        ax_d.plot(s.t_s, s.depth, color="tab:red", alpha=0.7, label="queue depth")
-        ax_d.set_ylabel("queue depth")
-        ax_r.legend(loc="upper left", fontsize=8)
-        ax_d.legend(loc="upper right", fontsize=8)
-        for ax in (ax_p, ax_r):
-            ax.axvspan(0, duration_s, color="grey", alpha=0.08)
-    axes[-1][0].set_xlabel("seconds (shaded: cameras on)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-
-
-def _plot_memory(path: Path, rows: list[dict[str, Any]]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    xs = range(len(rows))
-    ax.bar([x - 0.2 for x in xs], [r["rss_peak_mib"] for r in rows], 0.4, label="peak RSS")
-    ax.bar([x + 0.2 for x in xs], [r["rss_mean_mib"] for r in rows], 0.4, label="mean RSS")
-    ax.set_xticks(list(xs), [f"({r['mode']})" for r in rows])
-    ax.set_ylabel("MiB (pipeline processes)")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    return "\n".join(lines)
