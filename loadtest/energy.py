@@ -47,14 +47,14 @@ from tripwire.starter import read_tokens, write_starter_config
 __all__ = ["EnergyOptions", "run_bench"]
 
 
-def policy_copy(folder: Path, mode: str, replicas: int) -> Path:
+def policy_copy(folder: Path, mode: str, replicas: int, max_replicas: int) -> Path:
     """The shipped policy; always-on pins min = max, scale-to-zero shortens the cooldown."""
     doc = yaml.safe_load(policy_file("nats").read_text())
     spec = doc["spec"]
     if mode == "always-on":
         spec["minReplicaCount"] = spec["maxReplicaCount"] = replicas
     else:
-        spec["minReplicaCount"] = 0
+        spec["minReplicaCount"], spec["maxReplicaCount"] = 0, max_replicas
     spec["cooldownPeriod"] = COOLDOWN_S
     behavior = spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
     behavior["scaleDown"]["stabilizationWindowSeconds"] = 0
@@ -145,7 +145,9 @@ async def run_mode(
     stack_options = StackOptions(
         gateway,
         detector,
-        policy=policy_copy(folder, mode, options.replicas),
+        policy=policy_copy(
+            folder, mode, options.replicas, options.max_replicas or options.replicas
+        ),
         timeline_path=tl,
         prefork=mode == "scale-to-zero-standby",
     )
@@ -240,7 +242,7 @@ def check_options(options: EnergyOptions) -> None:
     for duty in options.duty_cycles:
         if not 0 < duty <= 1:
             raise ValueError(f"duty cycle {duty:g} is not in (0, 1]")
-    if options.repeats < 1 or options.replicas < 1:
+    if options.repeats < 1 or options.replicas < 1 or (options.max_replicas or 1) < 1:
         raise ValueError("repeats and replicas must be at least 1")
 
 

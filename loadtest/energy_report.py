@@ -247,6 +247,7 @@ def write_report(
         "duration_s": options.duration_s,
         "idle_s": options.idle_s,
         "replicas_always_on": options.replicas,
+        "max_replicas": options.max_replicas or options.replicas,
         "weights": weights,
         "equal_work": equal,
         "modes": modes,
@@ -469,7 +470,8 @@ def _markdown(
         f"({options.replicas}; minReplicaCount = maxReplicaCount, so no decision changes it), "
         "loaded before the window, no prefork standby; `scale-to-zero` starts every worker "
         "from scratch; `scale-to-zero-standby` forks them from the prefork standby. Both "
-        f"scale-to-zero modes use the shipped policy with cooldownPeriod {COOLDOWN_S} s and "
+        f"scale-to-zero modes use the shipped policy with 0..{s['max_replicas']} replicas, "
+        f"cooldownPeriod {COOLDOWN_S} s and "
         "scale-down stabilization 0 s (shortened so a short bench reaches zero).",
         "- idle floor: the device's bare idle power over the whole window, in every mode: a "
         "powered GPU draws it with no pod on it, so scale-to-zero cannot save it (only "

@@ -45,6 +45,9 @@ class EnergyOptions:
     drain_timeout_s: float = 180.0
     repeats: int = 1
     replicas: int = 1  # always-on's fixed count
+    # Scale-to-zero's maxReplicaCount; None: the same as always-on, so that both modes have
+    # the same capacity and differ only in going to zero.
+    max_replicas: int | None = None
     profile: str = "v100"
 
 

@@ -229,6 +229,7 @@ def _cmd_bench_energy(args: argparse.Namespace) -> int:
         weights=args.weights,
         repeats=args.repeats,
         replicas=args.replicas,
+        max_replicas=args.max_replicas,
         profile=args.profile,
         drain_timeout_s=args.drain_timeout,
     )
@@ -375,6 +376,11 @@ def build_parser() -> argparse.ArgumentParser:
     energy.add_argument("--weights", help="detector weights (default: yolo11n.pt if obtainable)")
     energy.add_argument("--repeats", type=int, default=1, help="runs per mode, interleaved")
     energy.add_argument("--replicas", type=int, default=1, help="always-on's fixed replicas")
+    energy.add_argument(
+        "--max-replicas",
+        type=int,
+        help="scale-to-zero's maxReplicaCount (default: --replicas, the same capacity)",
+    )
     energy.add_argument(
         "--profile",
         default="v100",
