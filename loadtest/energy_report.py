@@ -37,7 +37,7 @@ from loadtest.energy_workload import (
     EnergyOptions,
     ModeRun,
 )
-from tripwire.metrics.power_profile import FIELDS, PowerProfile
+from tripwire.metrics.power_profile import FIELDS, PowerProfile, load_profile, profile_names
 
 SCHEMA = "tripwire.bench.energy/2"
 PAPER = {"power_saved_w": 65.0, "memory_saved_mib": 858.0, "gpu": "V100"}
@@ -203,6 +203,30 @@ def _sweep(accs: list[Accounting], duties: Sequence[float]) -> list[dict[str, An
     return out
 
 
+def _every_profile(runs: list[ModeRun], windows: dict[float, float], duty: float) -> dict[str, Any]:
+    """The same runs charged with every shipped profile: what the device changes."""
+    out: dict[str, Any] = {}
+    for name in profile_names():
+        profile = load_profile(name)
+        groups = _group([account(r, profile, windows[r.duty_cycle]) for r in runs], duty)
+        totals = {m: _median([a.energy_j["total"] for a in accs]) for m, accs in groups.items()}
+        base = totals.get("always-on")
+        keep_alive = COOLDOWN_S + POLLING_S
+        model = _duty_model(profile, _modes(groups), SHIPPED_COOLDOWN_S + POLLING_S)
+        out[name] = {
+            "device": profile.device,
+            "energy_total_j": {m: round(t, 1) for m, t in totals.items()},
+            "ratio_to_always_on": {
+                m: round(t / base, 3) for m, t in totals.items() if base and m != "always-on"
+            },
+            "crossover_duty_bench": _duty_model(
+                profile, _modes(groups), keep_alive
+            ).crossover_duty(),
+            "crossover_duty_shipped": model.crossover_duty(),
+        }
+    return out
+
+
 def write_report(
     options: EnergyOptions,
     weights: str,
@@ -254,6 +278,9 @@ def write_report(
         "paper_comparison": _paper(modes, profile),
         "sweep": _sweep(accs, duties) if len(duties) > 1 else [],
         "crossover": crossover,
+        "every_profile": _every_profile(
+            [r for r in runs if r.duty_cycle == duties[0]], windows, duties[0]
+        ),
     }
     out = options.out
     plot_all(out, profile, main, summary, models)
@@ -445,6 +472,29 @@ def _markdown(
             "than one period, 10 s / duty, sees more motion than its nominal duty) and the "
             "model's curves (`loadtest/energy_model.py`).",
         ]
+    every = s["every_profile"]
+    if every:
+        names = list(next(iter(every.values()))["energy_total_j"])
+        lines += [
+            "",
+            "## The same runs under every shipped profile (modelled)",
+            "",
+            "| profile | "
+            + " | ".join(f"{m} J" for m in names)
+            + " | ratios to always-on | crossover duty (bench / shipped keep-alive) |",
+            "|---" * (len(names) + 3) + "|",
+        ]
+        for name, e in every.items():
+            ratios = ", ".join(f"{m} {r:.2f}" for m, r in e["ratio_to_always_on"].items())
+            cross = " / ".join(
+                "never" if c is None else f"{100 * c:.1f}%"
+                for c in (e["crossover_duty_bench"], e["crossover_duty_shipped"])
+            )
+            lines.append(
+                f"| {name} | "
+                + " | ".join(_f(e["energy_total_j"].get(m)) for m in names)
+                + f" | {ratios or '-'} | {cross} |"
+            )
     lines += [
         "",
         f"## Profile `{profile.name}`: every number and its source",
