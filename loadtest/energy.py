@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -77,11 +78,13 @@ def _processes(stack: Stack) -> dict[str, list[int]]:
     return out
 
 
-async def _listen(broker: Broker, tally: Tally) -> None:
+async def _listen(broker: Broker, tally: Tally, t0_ns: int) -> None:
     async def detections() -> None:
         async for message in broker.subscribe(f"{DETECTIONS_PREFIX}.*"):
             with contextlib.suppress(ValueError, KeyError, TypeError):
                 doc = json.loads(message.body)
+                if int(doc["capture_ns"]) < t0_ns:
+                    continue  # not this run's frame: it would be counted as work done
                 key = (str(doc["camera"]), int(doc["seq"]))
                 if key in tally.processed:
                     tally.duplicates += 1
@@ -117,6 +120,11 @@ async def _wait_ready(stack: Stack, mode: str, replicas: int, tl: Path, timeout_
     raise TimeoutError(f"{mode}: {replicas} detector(s) did not load their model in time")
 
 
+def _at_zero(stack: Stack, mode: str) -> bool:
+    # A worker asked to stop still holds its model until it exits.
+    return mode == "always-on" or (stack.replicas == 0 and not _processes(stack).get("detector"))
+
+
 def _line(run: str, phase: str, elapsed: float, stack: Stack, t: Tally, published: int) -> str:
     depth = stack.scaler.last_metric
     return (
@@ -135,6 +143,9 @@ async def run_mode(
     duty_cycle: float,
 ) -> ModeRun:
     home = folder / "home"
+    # A fresh home: the embedded broker keeps its stream there, and a stream left by an
+    # earlier run into the same --out would feed this run's detector someone else's frames.
+    await asyncio.to_thread(shutil.rmtree, home, ignore_errors=True)
     write_starter_config(home, options.cameras, force=True)
     tokens = read_tokens(home)
     tl, samples = folder / "timeline.jsonl", folder / "samples.jsonl"
@@ -156,9 +167,10 @@ async def run_mode(
     name = f"{mode} #{repeat + 1} duty {duty_cycle:g}"
     async with running_stack(stack_options) as stack:
         await _wait_ready(stack, mode, options.replicas, tl, options.ready_timeout_s)
+        listen_from_ns = time.time_ns()
         listener = open_broker(gateway.broker, stack.endpoint.url)
         await listener.connect()
-        listening = asyncio.create_task(_listen(listener, tally))
+        listening = asyncio.create_task(_listen(listener, tally, listen_from_ns))
 
         def published() -> int:
             return sum(s.stats.published for s in senders)
@@ -176,7 +188,7 @@ async def run_mode(
         )
         stop = asyncio.Event()
         sampling = asyncio.create_task(sampler.run(stop))
-        t0_ns = time.time_ns()
+        t0_ns = time.time_ns()  # the window (and the capture clock) starts here
         started = time.monotonic()
         async with httpx.AsyncClient(timeout=30) as client:
             url = stack.gateway_url
@@ -205,7 +217,10 @@ async def run_mode(
                 if now - started - last_print >= 5:
                     print(_line(name, phase, now - started, stack, tally, published()), flush=True)
                     last_print = now - started
-                if cameras_off_ns is not None and idle_until and now >= idle_until:
+                # Scale-to-zero ends at zero: the report extends every run to the longest window
+                # in its final state, which must then be the idle one.
+                settled = drained_ns is None or _at_zero(stack, mode) or now >= idle_until + 60
+                if cameras_off_ns is not None and idle_until and now >= idle_until and settled:
                     break
         stop.set()
         await sampling

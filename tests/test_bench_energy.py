@@ -49,6 +49,7 @@ async def test_short_run_does_equal_work_and_writes_the_contract(tmp_path: Path)
     modes = summary["modes"]
     assert set(modes) == set(MODES)
     profile = load_profile("v100")
+    assert profile.inference_s_per_frame is not None and profile.cold_start_j is not None
     processed = set()
     for name, m in modes.items():
         run = m["runs"][0]
@@ -108,6 +109,29 @@ async def test_short_run_does_equal_work_and_writes_the_contract(tmp_path: Path)
     for name in MODES:
         lines = (out / "duty-0.5" / name / "r1" / "samples.jsonl").read_text().splitlines()
         assert len(lines) >= 8, name
+
+
+@pytest.mark.timeout(600)
+async def test_a_mode_that_cannot_keep_up_is_reported_and_not_compared(tmp_path: Path) -> None:
+    out = tmp_path / "bench"
+    options = EnergyOptions(
+        cameras=1,
+        duration_s=7.0,
+        duty_cycles=(0.5,),  # someone enters at 5 s: the wake comes 2 s before the cameras stop
+        out=out,
+        modes=("scale-to-zero",),  # a worker started from scratch: imports, then the model
+        idle_s=0.0,
+        weights="yolo11n.yaml",
+        drain_timeout_s=0.0,  # no time at all to drain: the last motion frames are still queued
+        ready_timeout_s=400.0,
+    )
+    summary = await run_bench(options)
+
+    mode = summary["modes"]["scale-to-zero"]
+    assert mode["backlog"] > 0 and mode["kept_up"] is False
+    assert mode["frames_processed"] + mode["backlog"] == mode["runs"][0]["frames_published"]
+    assert summary["equal_work"] is False
+    assert "**no: not compared**" in (out / "report.md").read_text()
 
 
 def test_every_shipped_profile_loads_with_a_source_for_each_number() -> None:
