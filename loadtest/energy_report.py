@@ -470,7 +470,9 @@ def _markdown(
             "",
             "`sweep.png`: measured points at the share of frames that had motion (a run shorter "
             "than one period, 10 s / duty, sees more motion than its nominal duty) and the "
-            "model's curves (`loadtest/energy_model.py`).",
+            "model's curves (`loadtest/energy_model.py`). Measured points include the drain "
+            "and the idle tail after the cameras stop: where the detector is slower than the "
+            "cameras (a CPU), that tail, not the duty cycle, decides them.",
         ]
     every = s["every_profile"]
     if every:
