@@ -173,3 +173,86 @@ def test_duty_model_crossover_is_where_the_saving_changes_sign() -> None:
     assert model.saved_j(0.5) == 0  # gap (10 s) under the keep-alive: never reaches zero
     cpu = DutyModel(20, 0, 50, 5, 10, 15)
     assert cpu.crossover_duty() is None and cpu.saved_j(0.01) < 0
+
+
+def _sample(t_ns: int, gpu_w: float | None, workers: int, processed: int) -> dict[str, object]:
+    def reading(metric: str, value: float, **labels: str) -> dict[str, object]:
+        return {
+            "metric": metric,
+            "value": value,
+            "kind": "measured",
+            "method": "x",
+            "labels": labels,
+        }
+
+    sources: dict[str, object] = {
+        "pipeline": {
+            "available": True,
+            "readings": [
+                reading("pipeline_workers", workers),
+                reading("pipeline_processed", processed),
+            ],
+        },
+        "cpu_estimate": {"available": True, "readings": []},
+    }
+    if gpu_w is not None:
+        sources["gpu_nvml"] = {
+            "available": True,
+            "readings": [
+                reading("power_watts", gpu_w, gpu="0"),
+                reading("gpu_process_memory_bytes", 300 * 2**20, pid="1"),
+            ],
+        }
+    return {"t_ns": t_ns, "seq": 1, "interval_s": 1.0, "sources": sources}
+
+
+def test_a_gpu_counter_replaces_the_model_and_the_parts_still_add_up(tmp_path: Path) -> None:
+    """Samples as the sampler writes them on a GPU machine (NVML available): the total is the
+    measured one, labelled so, and the modelled parts are taken out of it, not added to it."""
+    from loadtest.energy_account import account
+    from loadtest.energy_workload import ModeRun, Tally
+
+    t0 = 1_000_000_000_000
+    for name, gpu_w, source in (("nvml", 100.0, "measured: nvml"), ("model", None, None)):
+        samples = tmp_path / f"{name}.jsonl"
+        samples.write_text(
+            "\n".join(
+                json.dumps(_sample(t0 + (k + 1) * 10**9, gpu_w, 1, 10 * (k + 1))) for k in range(5)
+            )
+        )
+        run = ModeRun(
+            mode="always-on",
+            repeat=0,
+            duty_cycle=0.2,
+            folder=tmp_path,
+            samples=samples,
+            timeline=tmp_path / "none.jsonl",
+            t0_ns=t0,
+            cameras_off_ns=t0 + 4 * 10**9,
+            drained_ns=t0 + 5 * 10**9,
+            end_ns=t0 + 5 * 10**9,
+            camera_s=5.0,
+            frames_sent=50,
+            frames_published=50,
+            frames_motion=50,
+            http_errors=0,
+            tally=Tally(processed={("cam-1", k): 0 for k in range(50)}),
+        )
+        acc = account(run, load_profile("v100"), window_s=7.0)  # padded by 2 s
+        profile = load_profile("v100")
+        assert profile.inference_s_per_frame is not None
+        energy = acc.energy_j
+        assert acc.window_s == pytest.approx(7.0)
+        assert energy["total"] == pytest.approx(sum(energy[p] for p in PARTS))
+        assert energy["idle_floor"] == pytest.approx(profile.idle_floor_w * 7.0)
+        assert energy["inference"] == pytest.approx(
+            profile.active_w * profile.inference_s_per_frame * 50
+        )
+        if source is not None:
+            assert acc.power_source == source
+            assert energy["total"] == pytest.approx(100.0 * 7.0)  # the counter's, padded at 100 W
+            assert acc.device_mib_s == pytest.approx(300 * 7.0)  # NVML's per-process memory
+        else:
+            assert acc.power_source == "modelled: v100"
+            assert energy["resident"] == pytest.approx(profile.resident_w * 7.0)
+            assert acc.device_mib_s == pytest.approx(profile.resident_mib * 7.0)
