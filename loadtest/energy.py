@@ -1,24 +1,18 @@
-"""``tripwire bench energy``: one camera workload in three modes, energy and memory side by side.
+"""``tripwire bench energy``: the same seeded camera frames through every mode, equal work.
 
-Modes (each a fresh local stack: embedded NATS, gateway, local scaler, detector workers):
+Modes are in :mod:`loadtest.energy_workload`. Each run of a mode is a fresh local stack
+(embedded NATS, gateway, local scaler, detector workers). The measuring window opens when the
+mode is ready (always-on: its replicas have loaded their model; with the standby: the standby
+has done its imports), the cameras send every frame of the shared clips, the window stays open
+until every published frame has been detected (the drain) and then for an idle tail. A mode
+whose queue does not drain within ``drain_timeout_s`` is reported as unable to keep up.
 
-- ``a``: every frame to an always-on detector (the classic "intelligent CCTV"): the gateway
-  runs with ``motion_gate`` false and the policy's minReplicaCount is 1;
-- ``b``: motion-gated, always-on detector (minReplicaCount 1);
-- ``c``: motion-gated, scale-to-zero (the shipped policy, minReplicaCount 0).
+Repeats are interleaved (repeat r runs the modes rotated by r) so that a slow minute of a
+shared machine does not land on one mode. The sampler (:mod:`tripwire.metrics`) records every
+interval; :mod:`loadtest.energy_account` turns samples into energy by component.
 
-All three use a copy of ``deploy/keda/nats/scaledobject.yaml`` whose cooldownPeriod is
-shortened to ``COOLDOWN_S`` and whose scale-down stabilization window is 0, so that (c)
-reaches zero within the idle tail (the shipped 60 s + 30 s would need a longer tail).
-
-The workload is a generated 1280x720 scene per camera in which someone crosses for 10 s every
-10 / duty_cycle s (or a looped ``--video``). For an always-on detector the measurement
-starts once its model is loaded (an always-on service loaded it long ago); for (c) once the
-prefork standby is ready. Then the cameras run for ``--duration`` s, then an idle tail of
-``--idle`` s shows the idle floor. The sampler (:mod:`tripwire.metrics`) follows the
-gateway, the detector workers and the prefork standby; every sample goes to JSONL.
-
-    tripwire bench energy --cameras 2 --fps 10 --duration 60 --duty-cycle 0.2
+    tripwire bench energy --cameras 2 --fps 10 --duration 60 --repeats 3 --profile v100
+    tripwire bench energy --duration 60 --duty-cycle 0.01 0.05 0.2 0.5
 """
 
 from __future__ import annotations
@@ -27,6 +21,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -35,22 +30,16 @@ from typing import Any
 import httpx
 import yaml
 
-from loadtest.camera_sim import FrameSource, SimulatedCamera, scene_source, video_source
 from loadtest.demo import resolve_weights
-from loadtest.energy_report import Series, load_series, summarise, write_report
-from loadtest.energy_workload import (
-    COOLDOWN_S,
-    CROSSING_S,
-    MODES,
-    EnergyOptions,
-    ModeRun,
-    Tally,
-)
-from loadtest.scenes import demo_scene
+from loadtest.energy_account import account
+from loadtest.energy_frames import Clip, Sender, render
+from loadtest.energy_report import write_report
+from loadtest.energy_workload import COOLDOWN_S, MODES, EnergyOptions, ModeRun, Tally
 from tripwire import timeline
 from tripwire.brokers import Broker, open_broker
 from tripwire.contract import ALERTS_PREFIX, DETECTIONS_PREFIX
 from tripwire.metrics import MetricsSettings, Sampler
+from tripwire.metrics.power_profile import load_profile
 from tripwire.scaler import policy_file
 from tripwire.settings import DetectorSettings, GatewaySettings
 from tripwire.stack import Stack, StackOptions, running_stack
@@ -59,13 +48,18 @@ from tripwire.starter import read_tokens, write_starter_config
 __all__ = ["EnergyOptions", "run_bench"]
 
 
-def policy_copy(folder: Path, min_replicas: int) -> Path:
+def policy_copy(folder: Path, mode: str, replicas: int, max_replicas: int) -> Path:
+    """The shipped policy; always-on pins min = max, scale-to-zero shortens the cooldown."""
     doc = yaml.safe_load(policy_file("nats").read_text())
-    doc["spec"]["minReplicaCount"] = min_replicas
-    doc["spec"]["cooldownPeriod"] = COOLDOWN_S
-    behavior = doc["spec"]["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
+    spec = doc["spec"]
+    if mode == "always-on":
+        spec["minReplicaCount"] = spec["maxReplicaCount"] = replicas
+    else:
+        spec["minReplicaCount"], spec["maxReplicaCount"] = 0, max_replicas
+    spec["cooldownPeriod"] = COOLDOWN_S
+    behavior = spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
     behavior["scaleDown"]["stabilizationWindowSeconds"] = 0
-    path = folder / f"scaledobject-min{min_replicas}.yaml"
+    path = folder / "scaledobject.yaml"
     path.write_text(yaml.safe_dump(doc))
     return path
 
@@ -84,13 +78,21 @@ def _processes(stack: Stack) -> dict[str, list[int]]:
     return out
 
 
-async def _listen(broker: Broker, tally: Tally) -> None:
+async def _listen(broker: Broker, tally: Tally, t0_ns: int) -> None:
     async def detections() -> None:
         async for message in broker.subscribe(f"{DETECTIONS_PREFIX}.*"):
-            tally.detections += 1
             with contextlib.suppress(ValueError, KeyError, TypeError):
-                capture = int(json.loads(message.body)["capture_ns"])
-                tally.latencies_s.append((time.time_ns() - capture) / 1e9)
+                doc = json.loads(message.body)
+                if int(doc["capture_ns"]) < t0_ns:
+                    continue  # not this run's frame: it would be counted as work done
+                key = (str(doc["camera"]), int(doc["seq"]))
+                if key in tally.processed:
+                    tally.duplicates += 1
+                    continue
+                tally.processed[key] = len(doc.get("boxes") or [])
+                if doc.get("event_id"):
+                    tally.events.add(f"{key[0]}/{doc['event_id']}")
+                tally.latencies_s.append((time.time_ns() - int(doc["capture_ns"])) / 1e9)
 
     async def alerts() -> None:
         async for _ in broker.subscribe(f"{ALERTS_PREFIX}.*"):
@@ -103,105 +105,124 @@ def _events(tl: Path) -> list[dict[str, Any]]:
     return list(timeline.read(tl)) if tl.exists() else []
 
 
-async def _wait_ready(stack: Stack, mode: str, tl: Path, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
+async def _wait_ready(stack: Stack, mode: str, replicas: int, tl: Path, timeout_s: float) -> None:
     standby = stack.scaler.pool.standby
     if standby is not None and not await standby.wait_ready(timeout_s):
         raise TimeoutError("the prefork standby was not ready in time")
-    if mode == "c":
+    if mode != "always-on":
         return
-    while time.monotonic() < deadline:  # always-on: measure once its model is loaded
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:  # always-on: the window opens once every model is loaded
         events = await asyncio.to_thread(_events, tl)
-        if any(e["event"] == "model_loaded" for e in events):
+        if sum(e["event"] == "model_loaded" for e in events) >= replicas:
             return
         await asyncio.sleep(0.5)
-    raise TimeoutError(f"mode {mode}: the always-on detector did not load its model in time")
+    raise TimeoutError(f"{mode}: {replicas} detector(s) did not load their model in time")
 
 
-def _progress(mode: str, phase: str, elapsed: float, total: float, stack: Stack, t: Tally) -> str:
-    width = 24
-    done = min(1.0, elapsed / total) if total else 1.0
-    bar = "#" * round(done * width) + "." * (width - round(done * width))
+def _at_zero(stack: Stack, mode: str) -> bool:
+    # A worker asked to stop still holds its model until it exits.
+    return mode == "always-on" or (stack.replicas == 0 and not _processes(stack).get("detector"))
+
+
+def _line(run: str, phase: str, elapsed: float, stack: Stack, t: Tally, published: int) -> str:
     depth = stack.scaler.last_metric
     return (
-        f"[{mode}] [{bar}] {elapsed:5.1f}/{total:.0f}s {phase:<10} replicas {stack.replicas} "
-        f"depth {'?' if depth is None else depth} analysed {t.detections} alerts {t.alerts}"
+        f"[{run}] {elapsed:6.1f}s {phase:<9} replicas {stack.replicas} "
+        f"depth {'?' if depth is None else depth} detected {len(t.processed)}/{published}"
     )
 
 
-async def run_mode(mode: str, options: EnergyOptions, weights: str, folder: Path) -> ModeRun:
+async def run_mode(
+    mode: str,
+    options: EnergyOptions,
+    clips: list[Clip],
+    weights: str,
+    folder: Path,
+    repeat: int,
+    duty_cycle: float,
+) -> ModeRun:
     home = folder / "home"
+    # A fresh home: the embedded broker keeps its stream there, and a stream left by an
+    # earlier run into the same --out would feed this run's detector someone else's frames.
+    await asyncio.to_thread(shutil.rmtree, home, ignore_errors=True)
     write_starter_config(home, options.cameras, force=True)
     tokens = read_tokens(home)
-    tl = folder / "timeline.jsonl"
-    samples = folder / "samples.jsonl"
+    tl, samples = folder / "timeline.jsonl", folder / "samples.jsonl"
     for path in (tl, samples):
         path.unlink(missing_ok=True)
-    policy = policy_copy(folder, 0 if mode == "c" else 1)
-    gateway = GatewaySettings(
-        home=home, port=0, config=home / "cameras.yaml", motion_gate=mode != "a"
-    )
+    gateway = GatewaySettings(home=home, port=0, config=home / "cameras.yaml")
     detector = DetectorSettings(home=home, config=home / "cameras.yaml", weights=weights)
-    sources: list[tuple[FrameSource, float]] = []
-    for i in range(options.cameras):
-        if options.video is not None:
-            sources.append(video_source(options.video))
-        else:
-            period = CROSSING_S / max(options.duty_cycle, 1e-3)
-            scene = demo_scene(seed=i, fps=options.fps, period_s=period)
-            sources.append((scene_source(scene), options.fps))
-    cams = [
-        SimulatedCamera(f"cam-{i + 1}", tokens[f"cam-{i + 1}"], src, fps)
-        for i, (src, fps) in enumerate(sources)
-    ]
+    stack_options = StackOptions(
+        gateway,
+        detector,
+        policy=policy_copy(
+            folder, mode, options.replicas, options.max_replicas or options.replicas
+        ),
+        timeline_path=tl,
+        prefork=mode == "scale-to-zero-standby",
+        console_port=0,
+    )
+    senders = [Sender(clip, tokens[clip.camera_id]) for clip in clips]
     tally = Tally()
-    stack_options = StackOptions(gateway, detector, policy=policy, timeline_path=tl, console_port=0)
-    tty = sys.stdout.isatty()
+    name = f"{mode} #{repeat + 1} duty {duty_cycle:g}"
     async with running_stack(stack_options) as stack:
-        await _wait_ready(stack, mode, tl, options.ready_timeout_s)
+        await _wait_ready(stack, mode, options.replicas, tl, options.ready_timeout_s)
+        listen_from_ns = time.time_ns()
         listener = open_broker(gateway.broker, stack.endpoint.url)
         await listener.connect()
-        listening = asyncio.create_task(_listen(listener, tally))
+        listening = asyncio.create_task(_listen(listener, tally, listen_from_ns))
+
+        def published() -> int:
+            return sum(s.stats.published for s in senders)
+
         sampler = Sampler.from_settings(
             MetricsSettings(interval_s=options.interval_s, jsonl=samples, uss_every=5),
             processes=lambda: _processes(stack),
             probes={
                 "replicas": lambda: stack.replicas,
                 "queue_depth": lambda: stack.scaler.last_metric,
-                "detections": lambda: tally.detections,
-                "alerts": lambda: tally.alerts,
+                "workers": lambda: len(_processes(stack).get("detector", [])),
+                "processed": lambda: len(tally.processed),
+                "published": published,
             },
         )
         stop = asyncio.Event()
         sampling = asyncio.create_task(sampler.run(stop))
-        t0_ns = time.time_ns()
+        t0_ns = time.time_ns()  # the window (and the capture clock) starts here
         started = time.monotonic()
-        total = options.duration_s + options.idle_s
-        async with httpx.AsyncClient(timeout=10) as client:
-            pushes = [
-                asyncio.create_task(c.run(client, stack.gateway_url, options.duration_s))
-                for c in cams
-            ]
-            cameras_off_ns: int | None = None
-            idle_until = 0.0
+        async with httpx.AsyncClient(timeout=30) as client:
+            url = stack.gateway_url
+            sending = [asyncio.create_task(s.run(client, url, t0_ns)) for s in senders]
+            cameras_off_ns = drained_ns = None
+            drain_deadline = idle_until = 0.0
             last_print = -10.0
             while True:
-                await asyncio.sleep(0.5)
-                elapsed = time.monotonic() - started
-                if cameras_off_ns is None and all(p.done() for p in pushes):
+                await asyncio.sleep(0.25)
+                now = time.monotonic()
+                if cameras_off_ns is None and all(t.done() for t in sending):
+                    for task in sending:
+                        task.result()  # a sender that failed is a bench bug: say so
                     cameras_off_ns = time.time_ns()
-                    idle_until = time.monotonic() + options.idle_s
-                phase = "cameras" if cameras_off_ns is None else "idle tail"
-                line = _progress(mode, phase, elapsed, total, stack, tally)
-                if tty:
-                    print("\r" + line, end="", flush=True)
-                elif elapsed - last_print >= 5:
-                    print(line, flush=True)
-                    last_print = elapsed
-                if cameras_off_ns is not None and time.monotonic() >= idle_until:
+                    drain_deadline = now + options.drain_timeout_s
+                if cameras_off_ns is not None and drained_ns is None:
+                    if len(tally.processed) >= published():
+                        drained_ns, idle_until = time.time_ns(), now + options.idle_s
+                    elif now >= drain_deadline:  # cannot keep up: stop here, report the backlog
+                        idle_until = now
+                phase = (
+                    "cameras"
+                    if cameras_off_ns is None
+                    else ("draining" if drained_ns is None else "idle tail")
+                )
+                if now - started - last_print >= 5:
+                    print(_line(name, phase, now - started, stack, tally, published()), flush=True)
+                    last_print = now - started
+                # Scale-to-zero ends at zero: the report extends every run to the longest window
+                # in its final state, which must then be the idle one.
+                settled = drained_ns is None or _at_zero(stack, mode) or now >= idle_until + 60
+                if cameras_off_ns is not None and idle_until and now >= idle_until and settled:
                     break
-        if tty:
-            print(flush=True)
         stop.set()
         await sampling
         sampler.close()
@@ -210,43 +231,59 @@ async def run_mode(mode: str, options: EnergyOptions, weights: str, folder: Path
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await listening
         await listener.close()
-    events = _events(tl)
-    cold = sum(1 for e in events if e["event"] == "worker_started" and e["t_ns"] >= t0_ns)
     return ModeRun(
         mode=mode,
+        repeat=repeat,
+        duty_cycle=duty_cycle,
+        folder=folder,
         samples=samples,
+        timeline=tl,
         t0_ns=t0_ns,
         cameras_off_ns=cameras_off_ns or end_ns,
+        drained_ns=drained_ns,
         end_ns=end_ns,
-        frames_sent=sum(c.stats.sent for c in cams),
-        frames_published=sum(c.stats.published for c in cams),
+        camera_s=sum(len(c.frames) / c.fps for c in clips),
+        frames_sent=sum(s.stats.sent for s in senders),
+        frames_published=published(),
+        frames_motion=sum(s.stats.motion for s in senders),
+        http_errors=sum(s.stats.errors for s in senders),
         tally=tally,
-        cold_starts=cold,
     )
 
 
-async def run_bench(options: EnergyOptions) -> dict[str, Any]:
+def check_options(options: EnergyOptions) -> None:
     for mode in options.modes:
         if mode not in MODES:
-            raise ValueError(f"unknown mode {mode!r}: expected a, b or c")
-    if not 0 < options.duty_cycle <= 1:
-        raise ValueError("duty cycle must be in (0, 1]")
+            raise ValueError(f"unknown mode {mode!r}: expected one of {', '.join(MODES)}")
+    for duty in options.duty_cycles:
+        if not 0 < duty <= 1:
+            raise ValueError(f"duty cycle {duty:g} is not in (0, 1]")
+    if options.repeats < 1 or options.replicas < 1 or (options.max_replicas or 1) < 1:
+        raise ValueError("repeats and replicas must be at least 1")
+
+
+async def run_bench(options: EnergyOptions) -> dict[str, Any]:
+    check_options(options)
+    profile = load_profile(options.profile)
     out = options.out
     out.mkdir(parents=True, exist_ok=True)
     weights, note = resolve_weights(options.weights, out / "home")
     if note:
         print(note, flush=True)
     os.environ.setdefault("YOLO_OFFLINE", "1")
-    rows: list[dict[str, Any]] = []
-    series: dict[str, Series] = {}
-    for mode in options.modes:
-        print(f"mode ({mode}): {MODES[mode]}", flush=True)
-        folder = (out / mode).resolve()
-        folder.mkdir(parents=True, exist_ok=True)
-        run = await run_mode(mode, options, weights, folder)
-        series[mode] = load_series(run)
-        rows.append(summarise(run, series[mode]))
-        print(json.dumps(rows[-1]), flush=True)
-    write_report(options, weights, rows, series, note)
+    runs: list[ModeRun] = []
+    for duty in options.duty_cycles:
+        clips = await asyncio.to_thread(render, options, duty)
+        print(f"duty {duty:g}: {sum(len(c.frames) for c in clips)} frames rendered", flush=True)
+        for repeat in range(options.repeats):
+            k = repeat % len(options.modes)
+            for mode in [*options.modes[k:], *options.modes[:k]]:  # interleaved, rotated
+                folder = (out / f"duty-{duty:g}" / mode / f"r{repeat + 1}").resolve()
+                folder.mkdir(parents=True, exist_ok=True)
+                run = await run_mode(mode, options, clips, weights, folder, repeat, duty)
+                runs.append(run)
+                print(f"{mode} #{repeat + 1}: {json.dumps(account(run, profile).brief())}")
+                sys.stdout.flush()
+    summary = write_report(options, weights, profile, runs, note)
     print(f"report: {out / 'report.md'}", flush=True)
-    return {"energy_bench": rows}
+    return summary

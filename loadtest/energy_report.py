@@ -1,293 +1,289 @@
-"""The analysis of a ``tripwire bench energy`` run: power and memory series from the sampler's
-JSONL, one summary row per mode, ``report.md`` and the PNG plots."""
+"""``report.md`` and ``summary.json`` of a ``tripwire bench energy`` run.
+
+summary.json (schema ``tripwire.bench.energy/2``)::
+
+    {"schema": "tripwire.bench.energy/2", "date": "...", "profile": "v100",
+     "profile_device": "...", "repeats": 3, "duty_cycle": 0.2, "duty_cycles": [0.2],
+     "equal_work": true,            # every run detected the same number of frames, none left
+     "modes": {"<mode>": {          # the first --duty-cycle; medians over the repeats
+         "label": "...", "frames_processed": 412, "backlog": 0, "kept_up": true,
+         "drain_s": 3.1, "energy_j": {"idle_floor": .., "resident": .., "inference": ..,
+         "cold_start": .., "total": ..}, "energy_j_spread": {"total": [min, max], ...},
+         "power_source": "modelled: v100" | "measured: nvml" | "measured: rapl",
+         "j_per_event": .., "j_per_camera_hour": .., "j_per_object": .., "device_mib_s": ..,
+         "ratio_to_always_on": {"median": .., "min": .., "max": ..}, "runs": [<run>, ...]}},
+     "paper_comparison": {...}, "sweep": [{"duty_cycle": .., "modes": {...}}, ...],
+     "crossover": {...}}
+
+A ``<run>`` is :meth:`loadtest.energy_account.Accounting.record`.
+"""
 
 from __future__ import annotations
 
+import datetime
 import json
 import statistics
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
-from loadtest.energy_workload import COOLDOWN_S, MODES, EnergyOptions, ModeRun
+from loadtest.energy_account import PARTS, Accounting, account
+from loadtest.energy_markdown import PAPER, markdown
+from loadtest.energy_model import DutyModel
+from loadtest.energy_plots import plot_all
+from loadtest.energy_workload import (
+    COOLDOWN_S,
+    CROSSING_S,
+    MODES,
+    SHIPPED_COOLDOWN_S,
+    EnergyOptions,
+    ModeRun,
+)
+from tripwire.metrics.power_profile import PowerProfile, load_profile, profile_names
+
+SCHEMA = "tripwire.bench.energy/2"
+POLLING_S = 5.0  # the shipped policy's pollingInterval: a scale-in is seen up to one poll late
 
 
-@dataclass
-class Series:
-    t_s: list[float] = field(default_factory=list)
-    interval_s: list[float] = field(default_factory=list)
-    power: dict[str, list[float]] = field(default_factory=dict)  # source label -> W
-    rss: list[float] = field(default_factory=list)  # bytes, pipeline processes summed
-    replicas: list[float] = field(default_factory=list)
-    depth: list[float] = field(default_factory=list)
+def _median(values: Sequence[float]) -> float:
+    return float(statistics.median(values))
 
 
-def power_sources(sample: dict[str, Any]) -> dict[str, float]:
-    """Power per source of one sample: GPU (NVML, measured), CPU (RAPL measured, machine
-    wide; else the estimate for the pipeline's processes)."""
-    src = sample["sources"]
-    out: dict[str, float] = {}
-    gpu = src.get("gpu_nvml", {})
-    if gpu.get("available"):
-        out["gpu (measured)"] = sum(
-            r["value"] for r in gpu["readings"] if r["metric"] == "power_watts"
-        )
-    rapl = src.get("cpu_rapl", {})
-    if rapl.get("available"):
-        out["cpu RAPL (measured)"] = sum(
-            r["value"] for r in rapl["readings"] if r["metric"] == "power_watts"
-        )
-    else:
-        est = src.get("cpu_estimate", {})
-        out["cpu pipeline (estimated)"] = sum(
-            r["value"]
-            for r in est.get("readings", [])
-            if r["metric"] == "power_watts" and r["labels"].get("device") == "pipeline"
-        )
+def _spread(values: Sequence[float]) -> list[float]:
+    return [round(min(values), 2), round(max(values), 2)]
+
+
+def _mode_summary(accs: list[Accounting], base: list[Accounting] | None) -> dict[str, Any]:
+    records = [a.record() for a in accs]
+    energy = {k: round(_median([a.energy_j[k] for a in accs]), 2) for k in (*PARTS, "total")}
+    out: dict[str, Any] = {
+        "label": MODES[accs[0].run.mode],
+        "frames_processed": int(_median([r["frames_processed"] for r in records])),
+        "frames_processed_runs": [r["frames_processed"] for r in records],
+        "backlog": max(r["backlog"] for r in records),
+        "kept_up": all(r["kept_up"] for r in records),
+        "drain_s": _opt_median([r["drain_s"] for r in records]),
+        "energy_j": energy,
+        "energy_j_spread": {k: _spread([a.energy_j[k] for a in accs]) for k in (*PARTS, "total")},
+        "power_source": accs[0].power_source,
+    }
+    for key in (
+        "window_s",
+        "avg_power_w",
+        "j_per_event",
+        "j_per_camera_hour",
+        "j_per_object",
+        "mj_per_frame",
+        "cold_starts",
+        "held_s",
+        "replica_s",
+        "device_mib_s",
+        "device_mib_mean",
+        "host_cpu_j",
+        "rss_mean_mib",
+        "rss_peak_mib",
+        "latency_p50_s",
+        "latency_p95_s",
+        "events",
+        "objects",
+    ):
+        out[key] = _opt_median([r[key] for r in records])
+    out["host_cpu_source"] = records[0]["host_cpu_source"]
+    if base:
+        # Pair repeat r of this mode with repeat r of always-on: the spread is of the ratios.
+        ratios = [
+            a.energy_j["total"] / b.energy_j["total"]
+            for a, b in zip(accs, base, strict=False)
+            if b.energy_j["total"]
+        ]
+        if ratios:
+            out["ratio_to_always_on"] = {
+                "median": round(_median(ratios), 3),
+                "min": round(min(ratios), 3),
+                "max": round(max(ratios), 3),
+            }
+    out["runs"] = records
     return out
 
 
-def load_series(run: ModeRun) -> Series:
-    series = Series()
-    for line in run.samples.read_text().splitlines():
-        sample = json.loads(line)
-        series.t_s.append((sample["t_ns"] - run.t0_ns) / 1e9)
-        series.interval_s.append(sample["interval_s"])
-        powers = power_sources(sample)
-        for name, watts in powers.items():
-            series.power.setdefault(name, []).append(watts)
-        readings = sample["sources"].get("memory", {}).get("readings", [])
-        series.rss.append(sum(r["value"] for r in readings if r["metric"] == "process_rss_bytes"))
-        pipe = {
-            r["labels"].get("probe", r["metric"]): r["value"]
-            for r in sample["sources"].get("pipeline", {}).get("readings", [])
-        }
-        series.replicas.append(_probe(pipe, "replicas"))
-        series.depth.append(_probe(pipe, "queue_depth"))
-    return series
-
-
-def _probe(values: dict[str, Any], name: str) -> float:
-    for key, value in values.items():
-        if name in key:
-            return float(value)
-    return float("nan")
-
-
-def _pct(values: list[float], q: float) -> float | None:
-    if not values:
+def _opt_median(values: Sequence[Any]) -> Any:
+    present = [v for v in values if v is not None]
+    if not present:
         return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+    m = _median(present)
+    return round(m, 3)
 
 
-def summarise(run: ModeRun, series: Series) -> dict[str, Any]:
-    energy = {
-        name: sum(w * dt for w, dt in zip(watts, series.interval_s, strict=True))
-        for name, watts in series.power.items()
-    }
-    seconds = sum(series.interval_s)
-    total_j = sum(energy.values())
-    off_s = (run.cameras_off_ns - run.t0_ns) / 1e9
-    tail = [
-        i for i, t in enumerate(series.t_s) if t > off_s + (run.end_ns - run.cameras_off_ns) / 2e9
-    ]
-    idle_floor = (
-        statistics.fmean(sum(w[i] for w in series.power.values()) for i in tail) if tail else None
-    )
-    analysed = run.tally.detections
+def _group(accs: list[Accounting], duty: float) -> dict[str, list[Accounting]]:
+    out: dict[str, list[Accounting]] = {}
+    for a in accs:
+        if a.run.duty_cycle == duty:
+            out.setdefault(a.run.mode, []).append(a)
+    for runs in out.values():
+        runs.sort(key=lambda a: a.run.repeat)
+    return out
+
+
+def _modes(groups: dict[str, list[Accounting]]) -> dict[str, Any]:
+    base = groups.get("always-on")
     return {
-        "mode": run.mode,
-        "label": MODES[run.mode],
-        "seconds": round(seconds, 1),
-        "energy_j": {k: round(v, 1) for k, v in energy.items()},
-        "energy_total_j": round(total_j, 1),
-        "avg_power_w": {k: round(v / seconds, 2) for k, v in energy.items()} if seconds else {},
-        "avg_power_total_w": round(total_j / seconds, 2) if seconds else None,
-        "idle_floor_w": None if idle_floor is None else round(idle_floor, 2),
-        "rss_peak_mib": round(max(series.rss, default=0) / 2**20, 1),
-        "rss_mean_mib": round(statistics.fmean(series.rss) / 2**20, 1) if series.rss else 0,
-        "frames_sent": run.frames_sent,
-        "frames_published": run.frames_published,
-        "frames_analysed": analysed,
-        "alerts": run.tally.alerts,
-        "latency_p50_s": _round(_pct(run.tally.latencies_s, 0.5)),
-        "latency_p95_s": _round(_pct(run.tally.latencies_s, 0.95)),
-        "cold_starts": run.cold_starts,
-        "final_queue_depth": series.depth[-1] if series.depth else None,
-        "mj_per_frame": round(1000 * total_j / analysed, 1) if analysed else None,
-        "j_per_alert": round(total_j / run.tally.alerts, 1) if run.tally.alerts else None,
+        mode: _mode_summary(runs, None if mode == "always-on" else base)
+        for mode, runs in groups.items()
     }
 
 
-def _round(value: float | None) -> float | None:
-    return None if value is None else round(value, 3)
+def _faas(modes: dict[str, Any]) -> str | None:
+    for name in ("scale-to-zero-standby", "scale-to-zero"):
+        if name in modes:
+            return name
+    return None
 
 
-def _fmt(value: Any) -> str:
-    return "n/a" if value is None else str(value)
+def _paper(modes: dict[str, Any], profile: PowerProfile) -> dict[str, Any] | None:
+    faas = _faas(modes)
+    if "always-on" not in modes or faas is None:
+        return None
+    ao, fs = modes["always-on"], modes[faas]
+    return {
+        "faas_mode": faas,
+        "paper": PAPER,
+        "profile": profile.name,
+        "power_source": ao["power_source"],
+        # With no motion, always-on holds floor + context; scale-to-zero only the floor.
+        "idle_power_saved_w": profile.resident_w,
+        "avg_power_saved_w": round((ao["avg_power_w"] or 0) - (fs["avg_power_w"] or 0), 2),
+        "memory_saved_mib": round(ao["device_mib_mean"] - fs["device_mib_mean"], 1),
+        "idle_memory_saved_mib": profile.resident_mib,
+        "bare_floor_w": profile.idle_floor_w,
+    }
+
+
+def _duty_model(profile: PowerProfile, modes: dict[str, Any], keep_alive_s: float) -> DutyModel:
+    cold_j = profile.cold_start_j
+    faas = _faas(modes)
+    if cold_j is None and faas is not None and modes[faas]["cold_starts"]:
+        cold_j = modes[faas]["energy_j"]["cold_start"] / modes[faas]["cold_starts"]
+    ao = modes.get("always-on")
+    inference_w = 0.0
+    if ao and ao["window_s"]:
+        inference_w = ao["energy_j"]["inference"] / max(1.0, ao["events"] or 1) / CROSSING_S
+    return DutyModel(
+        idle_floor_w=profile.idle_floor_w,
+        resident_w=profile.resident_w,
+        cold_start_j=cold_j or 0.0,
+        inference_w=inference_w,
+        event_s=CROSSING_S,
+        keep_alive_s=keep_alive_s,
+    )
+
+
+def _sweep(accs: list[Accounting], duties: Sequence[float]) -> list[dict[str, Any]]:
+    out = []
+    for duty in duties:
+        modes = _modes(_group(accs, duty))
+        first = next(iter(modes.values()))["runs"][0]
+        # The scene's first crossing starts 5 s in: a run shorter than one period (10 s /
+        # duty) sees more motion than the nominal duty. The gate's share of frames with motion
+        # is what the run actually had.
+        realised = first["frames_motion"] / first["frames_sent"] if first["frames_sent"] else 0
+        row: dict[str, Any] = {
+            "duty_cycle": duty,
+            "realised_duty": round(realised, 4),
+            "modes": {},
+        }
+        for mode, m in modes.items():
+            row["modes"][mode] = {
+                "energy_total_j": m["energy_j"]["total"],
+                "spread": m["energy_j_spread"]["total"],
+                "frames_processed": m["frames_processed"],
+                "backlog": m["backlog"],
+                "cold_starts": m["cold_starts"],
+                "ratio_to_always_on": m.get("ratio_to_always_on"),
+            }
+        out.append(row)
+    return out
+
+
+def _every_profile(runs: list[ModeRun], windows: dict[float, float], duty: float) -> dict[str, Any]:
+    """The same runs charged with every shipped profile: what the device changes."""
+    out: dict[str, Any] = {}
+    for name in profile_names():
+        profile = load_profile(name)
+        groups = _group([account(r, profile, windows[r.duty_cycle]) for r in runs], duty)
+        totals = {m: _median([a.energy_j["total"] for a in accs]) for m, accs in groups.items()}
+        base = totals.get("always-on")
+        keep_alive = COOLDOWN_S + POLLING_S
+        model = _duty_model(profile, _modes(groups), SHIPPED_COOLDOWN_S + POLLING_S)
+        out[name] = {
+            "device": profile.device,
+            "energy_total_j": {m: round(t, 1) for m, t in totals.items()},
+            "ratio_to_always_on": {
+                m: round(t / base, 3) for m, t in totals.items() if base and m != "always-on"
+            },
+            "crossover_duty_bench": _duty_model(
+                profile, _modes(groups), keep_alive
+            ).crossover_duty(),
+            "crossover_duty_shipped": model.crossover_duty(),
+        }
+    return out
 
 
 def write_report(
     options: EnergyOptions,
     weights: str,
-    rows: list[dict[str, Any]],
-    series: dict[str, Series],
+    profile: PowerProfile,
+    runs: list[ModeRun],
     note: str | None,
-) -> None:
-    out = options.out
-    _plot_power(out / "power.png", rows, series, options.duration_s)
-    _plot_memory(out / "memory.png", rows)
-    sources = sorted({k for r in rows for k in r["energy_j"]})
-    gpu = any("gpu" in s for s in sources)
-    workload = (
-        f"`{options.video}` looped"
-        if options.video
-        else f"generated scene, someone in view {100 * options.duty_cycle:.0f}% of the time"
-    )
-    lines = [
-        "# tripwire bench energy",
-        "",
-        f"Workload: {options.cameras} camera(s) x {options.fps:g} fps for "
-        f"{options.duration_s:g} s, "
-        f"{workload}; then an idle tail of {options.idle_s:g} s. Detector weights `{weights}`. "
-        f"Sampling every {options.interval_s:g} s (gateway, detector workers, prefork standby).",
-        "",
-    ]
-    if note:
-        lines += [f"Note: {note}", ""]
-    lines += [
-        "## Energy and power",
-        "",
-        "| mode | seconds | "
-        + " | ".join(f"energy {s} J" for s in sources)
-        + " | energy total J | avg power W | idle floor W | mJ per analysed frame | J per alert |",
-        "|---" * (6 + len(sources)) + "|---|",
-    ]
-    for r in rows:
-        lines.append(
-            f"| {r['mode']}: {r['label']} | {r['seconds']} | "
-            + " | ".join(_fmt(r["energy_j"].get(s)) for s in sources)
-            + f" | {r['energy_total_j']} | {_fmt(r['avg_power_total_w'])} | "
-            f"{_fmt(r['idle_floor_w'])} | {_fmt(r['mj_per_frame'])} | {_fmt(r['j_per_alert'])} |"
-        )
-    lines += [
-        "",
-        "## Memory (RSS summed over the pipeline's processes, measured)",
-        "",
-        "| mode | peak RSS MiB | mean RSS MiB |",
-        "|---|---|---|",
-    ]
-    for r in rows:
-        lines.append(f"| {r['mode']}: {r['label']} | {r['rss_peak_mib']} | {r['rss_mean_mib']} |")
-    lines += [
-        "",
-        "## Pipeline",
-        "",
-        "| mode | frames sent | frames published | frames analysed | alerts | "
-        "latency p50 s | latency p95 s | cold starts |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        lines.append(
-            f"| {r['mode']}: {r['label']} | {r['frames_sent']} | {r['frames_published']} | "
-            f"{r['frames_analysed']} | {r['alerts']} | {_fmt(r['latency_p50_s'])} | "
-            f"{_fmt(r['latency_p95_s'])} | {r['cold_starts']} |"
-        )
-    backlog = [r for r in rows if (r["final_queue_depth"] or 0) > 0]
-    for r in backlog:
-        lines.append(
-            f"\nMode ({r['mode']}): {r['final_queue_depth']:.0f} frames still queued at the end: "
-            "the detector could not keep up, so its idle floor is backlog work, not idle power."
-        )
-    by_mode = {r["mode"]: r for r in rows}
-    ratios = []
-    if "c" in by_mode:
-        for other in ("a", "b"):
-            if other in by_mode and by_mode[other]["energy_total_j"]:
-                ratio = by_mode["c"]["energy_total_j"] / by_mode[other]["energy_total_j"]
-                ratios.append(f"- energy of (c) / energy of ({other}): **{ratio:.2f}**")
-    if ratios:
-        lines += ["", "## Headline", "", *ratios]
-    lines += [
-        "",
-        "## How to read this",
-        "",
-        "- `estimated` figures come from the CPU-time model of `tripwire.metrics.cpu_estimate`"
-        " (pipeline processes' CPU time x configured W per CPU); `measured` ones from RAPL"
-        " or NVML.",
-        "- Energy is power x sample interval summed over the measured window (cameras + idle tail);"
-        " the idle floor is the mean power over the second half of the idle tail.",
-        "- GPU: "
-        + (
-            "measured through NVML (whole device)."
-            if gpu
-            else "NVML absent on this machine, so no GPU figure. On a GPU machine an idle GPU "
-            "still draws its idle power when the detector pod is gone (scale-to-zero frees its "
-            "memory and its utilisation, not the card's idle watts) unless the node itself is "
-            "scaled down."
+) -> dict[str, Any]:
+    # Every run of one duty cycle is charged over the same window: the longest one, the
+    # shorter ones extended in their final idle state (a mode that drained sooner idles on).
+    windows: dict[float, float] = {}
+    for run in runs:
+        w = account(run, profile).window_s
+        windows[run.duty_cycle] = max(windows.get(run.duty_cycle, 0.0), w)
+    accs = [account(run, profile, windows[run.duty_cycle]) for run in runs]
+    duties = list(options.duty_cycles)
+    main = _group(accs, duties[0])
+    modes = _modes(main)
+    processed = {r for m in modes.values() for r in m["frames_processed_runs"]}
+    equal = len(processed) == 1 and all(m["backlog"] == 0 for m in modes.values())
+    models = {
+        "bench": _duty_model(profile, modes, COOLDOWN_S + POLLING_S),
+        "shipped": _duty_model(profile, modes, SHIPPED_COOLDOWN_S + POLLING_S),
+    }
+    crossover = {
+        name: {
+            "keep_alive_s": m.keep_alive_s,
+            "cold_start_j": round(m.cold_start_j, 1),
+            "duty": None if m.crossover_duty() is None else round(m.crossover_duty() or 0, 4),
+        }
+        for name, m in models.items()
+    }
+    summary: dict[str, Any] = {
+        "schema": SCHEMA,
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "profile": profile.name,
+        "profile_device": profile.device,
+        "repeats": options.repeats,
+        "duty_cycle": duties[0],
+        "duty_cycles": duties,
+        "cameras": options.cameras,
+        "fps": options.fps,
+        "duration_s": options.duration_s,
+        "idle_s": options.idle_s,
+        "replicas_always_on": options.replicas,
+        "max_replicas": options.max_replicas or options.replicas,
+        "weights": weights,
+        "equal_work": equal,
+        "modes": modes,
+        "paper_comparison": _paper(modes, profile),
+        "sweep": _sweep(accs, duties) if len(duties) > 1 else [],
+        "crossover": crossover,
+        "every_profile": _every_profile(
+            [r for r in runs if r.duty_cycle == duties[0]], windows, duties[0]
         ),
-        f"- All modes use the shipped policy with cooldownPeriod {COOLDOWN_S} s and scale-down "
-        "stabilization 0 s (shortened for the bench); (a) and (b) set minReplicaCount 1.",
-        "- Measuring starts once an always-on detector has loaded its model (a/b) or the "
-        "prefork standby is ready (c); cold starts counts worker starts inside the window.",
-        "- Latency: capture time (camera) to the detection message seen on the broker.",
-        "",
-        "Plots: `power.png` (power, replicas and queue depth per mode), `memory.png`. "
-        "Raw samples: `<mode>/samples.jsonl`; timeline: `<mode>/timeline.jsonl`; "
-        "summary: `summary.json`.",
-        "",
-    ]
-    (out / "report.md").write_text("\n".join(lines))
-    (out / "summary.json").write_text(json.dumps({"energy_bench": rows}, indent=2))
-
-
-def _plot_power(
-    path: Path, rows: list[dict[str, Any]], series: dict[str, Series], duration_s: float
-) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    n = len(rows)
-    fig, axes = plt.subplots(2 * n, 1, figsize=(10, 3.2 * n), sharex=True, squeeze=False)
-    for k, r in enumerate(rows):
-        s = series[r["mode"]]
-        ax_p, ax_r = axes[2 * k][0], axes[2 * k + 1][0]
-        for name, watts in s.power.items():
-            ax_p.plot(s.t_s, watts, label=name)
-        ax_p.set_ylabel("W")
-        ax_p.set_title(f"({r['mode']}) {r['label']}: {r['energy_total_j']} J", fontsize=10)
-        ax_p.legend(loc="upper right", fontsize=8)
-        ax_r.step(s.t_s, s.replicas, where="post", color="tab:green", label="replicas")
-        ax_r.set_ylabel("replicas")
-        ax_d = ax_r.twinx()
-        ax_d.plot(s.t_s, s.depth, color="tab:red", alpha=0.7, label="queue depth")
-        ax_d.set_ylabel("queue depth")
-        ax_r.legend(loc="upper left", fontsize=8)
-        ax_d.legend(loc="upper right", fontsize=8)
-        for ax in (ax_p, ax_r):
-            ax.axvspan(0, duration_s, color="grey", alpha=0.08)
-    axes[-1][0].set_xlabel("seconds (shaded: cameras on)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-
-
-def _plot_memory(path: Path, rows: list[dict[str, Any]]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    xs = range(len(rows))
-    ax.bar([x - 0.2 for x in xs], [r["rss_peak_mib"] for r in rows], 0.4, label="peak RSS")
-    ax.bar([x + 0.2 for x in xs], [r["rss_mean_mib"] for r in rows], 0.4, label="mean RSS")
-    ax.set_xticks(list(xs), [f"({r['mode']})" for r in rows])
-    ax.set_ylabel("MiB (pipeline processes)")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    }
+    out = options.out
+    plot_all(out, profile, main, summary, models)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    (out / "report.md").write_text(markdown(options, weights, profile, summary, note))
+    return summary

@@ -312,16 +312,23 @@ def _cmd_bench_energy(args: argparse.Namespace) -> int:
         cameras=args.cameras,
         fps=args.fps,
         duration_s=args.duration,
-        duty_cycle=args.duty_cycle,
+        duty_cycles=args.duty_cycle,
         video=args.video,
         out=args.out,
         modes=args.modes,
         idle_s=args.idle,
         interval_s=args.interval,
         weights=args.weights,
+        repeats=args.repeats,
+        replicas=args.replicas,
+        max_replicas=args.max_replicas,
+        profile=args.profile,
+        drain_timeout_s=args.drain_timeout,
     )
-    result = asyncio.run(run_bench(options))
-    print(json.dumps(result))
+    summary = asyncio.run(run_bench(options))
+    print(json.dumps({m: v["energy_j"] for m, v in summary["modes"].items()}))
+    if not summary["equal_work"]:
+        print("equal work: NO (a mode left a backlog or detected other frames); see report.md")
     return 0
 
 
@@ -471,23 +478,49 @@ def build_parser() -> argparse.ArgumentParser:
     bench = p.add_subparsers(dest="bench_command", required=True, metavar="ACTION")
     energy = bench.add_parser(
         "energy",
-        help="energy and memory: every frame always-on (a), gated always-on (b), "
-        "gated scale-to-zero (c)",
-        description="Run the same camera workload in modes a, b, c on a local stack; "
-        "write report.md, PNG plots and the raw JSONL samples.",
+        help="device energy and memory, equal work: always-on vs scale-to-zero "
+        "(without and with the prefork standby)",
+        description="Run the same seeded camera frames through every mode on a local stack "
+        "until each queue drains; energy by component (idle floor, resident model, inference, "
+        "cold starts), measured through NVML/RAPL where present, else modelled from a device "
+        "profile; write report.md, summary.json, PNG plots and the raw JSONL samples.",
     )
     energy.add_argument("--cameras", type=int, default=2)
     energy.add_argument("--fps", type=float, default=10.0)
     energy.add_argument("--duration", type=float, default=60.0, help="cameras on, seconds")
     energy.add_argument(
-        "--duty-cycle", type=float, default=0.2, help="share of time someone is in the scene"
+        "--duty-cycle",
+        type=float,
+        nargs="+",
+        default=[0.2],
+        help="share of time someone is in the scene; several values: a sweep",
     )
     energy.add_argument("--video", type=Path, help="loop this clip instead of a generated scene")
     energy.add_argument("--out", type=Path, default=Path("bench-energy"))
-    energy.add_argument("--modes", nargs="+", choices=["a", "b", "c"], default=["a", "b", "c"])
-    energy.add_argument("--idle", type=float, default=20.0, help="idle tail after the cameras, s")
+    energy.add_argument(
+        "--modes",
+        nargs="+",
+        choices=["always-on", "scale-to-zero", "scale-to-zero-standby"],
+        default=["always-on", "scale-to-zero", "scale-to-zero-standby"],
+    )
+    energy.add_argument("--idle", type=float, default=20.0, help="idle tail after the drain, s")
     energy.add_argument("--interval", type=float, default=1.0, help="sampling interval, s")
     energy.add_argument("--weights", help="detector weights (default: yolo11n.pt if obtainable)")
+    energy.add_argument("--repeats", type=int, default=1, help="runs per mode, interleaved")
+    energy.add_argument("--replicas", type=int, default=1, help="always-on's fixed replicas")
+    energy.add_argument(
+        "--max-replicas",
+        type=int,
+        help="scale-to-zero's maxReplicaCount (default: --replicas, the same capacity)",
+    )
+    energy.add_argument(
+        "--profile",
+        default="v100",
+        help="device power profile: v100, t4, a10, a40, a100, h100, h200, cpu, or a YAML path",
+    )
+    energy.add_argument(
+        "--drain-timeout", type=float, default=180.0, help="longest wait for the queue to drain, s"
+    )
     energy.set_defaults(func=_cmd_bench_energy)
 
     p = add("init", _cmd_init, "write a starter camera config under TRIPWIRE_HOME (dev setup)")
