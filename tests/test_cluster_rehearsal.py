@@ -7,6 +7,7 @@ cluster figures.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -14,16 +15,26 @@ import pytest
 
 from tests.cluster_rehearsal import DETECTOR, STAGES, rehearsal, rehearse
 from tests.k8s_cluster import Plane, replicas
+from tripwire.embedded_nats import EmbeddedNats
 
 pytest.importorskip("kubernetes", reason="the deploy extra is not installed")
 pytest.importorskip("ultralytics", reason="the detector extra is not installed")
 
 
+@pytest.fixture
+def own_nats(tmp_path: Path) -> Iterator[str]:
+    """A server of its own: the rehearsal's gateway and detector declare the default streams
+    (tripwire.>), which overlap the per-test streams of the session's server."""
+    server = EmbeddedNats.start(tmp_path / "nats")
+    yield server.url
+    server.stop()
+
+
 @pytest.mark.timeout(600)
 def test_first_motion_frame_to_first_result_through_the_api_server(
-    k8s: Plane, nats_url: str, tmp_path: Path
+    k8s: Plane, own_nats: str, tmp_path: Path
 ) -> None:
-    with rehearsal(k8s, nats_url, tmp_path, "yolo11n.yaml") as run:
+    with rehearsal(k8s, own_nats, tmp_path, "yolo11n.yaml") as run:
         assert replicas(run.api, run.namespace, DETECTOR) == 0, "starts scaled to zero"
         stages = rehearse(run, timeout_s=240)
         print("\ncluster rehearsal, seconds after the first motion frame was published:")

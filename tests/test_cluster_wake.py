@@ -137,7 +137,7 @@ async def wire(request: pytest.FixtureRequest, unique: str) -> AsyncIterator[Wir
     rabbit = rabbit_settings(unique)
     url = request.getfixturevalue("rabbitmq_url")
     yield Wire(BrokerSettings(url=url, rabbitmq=rabbit), contract.WAKE_SUBJECT)
-    for queue in (rabbit.queue, rabbit.dead_letter_queue):
+    for queue in (rabbit.queue, rabbit.dead_letter_queue, rabbit.events_queue_name):
         rabbit_admin("DELETE", f"queues/%2F/{quote(queue, safe='')}")
     for exchange in (rabbit.exchange, rabbit.dead_letter_exchange):
         rabbit_admin("DELETE", f"exchanges/%2F/{quote(exchange, safe='')}")

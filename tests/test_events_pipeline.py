@@ -119,7 +119,9 @@ def test_tripwire_up_turns_a_real_clip_into_events_and_an_alert(
 
             def alerted() -> Any:
                 events = console.get("/v1/events", params={"camera": "crossing"}).json()["events"]
-                done = [e for e in events if e["alerts"] and e["frames"]["detected"]]
+                # seen/analysed/published come with the gateway's status (every 5 s) or close.
+                done = [e for e in events if e["alerts"] and e["frames"]["detected"]
+                        and e["frames"]["seen"]]  # fmt: skip
                 return events if done and len(hooked) >= 1 else None
 
             events = wait_for(alerted, "events with an alert", 300)
