@@ -420,7 +420,7 @@ def test_unknown_rule_classes_are_named() -> None:
 
 
 def test_a_detector_whose_rules_its_model_cannot_fire_stops_with_the_reason(
-    tmp_path: Path, shared_data: Path, nats_url: str
+    tmp_path: Path, shared_data: Path
 ) -> None:
     """The accident classifier knows Accident / Non Accident: a person rule is a config
     error, and the detector exits with the status that stops the local scaler."""
@@ -433,11 +433,9 @@ def test_a_detector_whose_rules_its_model_cannot_fire_stops_with_the_reason(
 
     config = tmp_path / "cameras.yaml"
     config.write_text(yaml.safe_dump({"alerts": [{"kind": "intrusion", "classes": ["person"]}]}))
-    env = {
-        **os.environ,
-        "TRIPWIRE_HOME": str(tmp_path),
-        "TRIPWIRE_BROKER__URL": "nats://127.0.0.1:4222",
-    }
+    # No broker URL: the detector starts its embedded NATS server under TRIPWIRE_HOME.
+    env = {k: v for k, v in os.environ.items() if k != "TRIPWIRE_BROKER__URL"}
+    env["TRIPWIRE_HOME"] = str(tmp_path)
     done = subprocess.run(
         [sys.executable, "-m", "tripwire.cli", "detector", "--config", str(config),
          "--weights", str(ACCIDENT), "--metrics-port", "0"],
