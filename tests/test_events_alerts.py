@@ -5,14 +5,12 @@ classifier on its labelled CCTV frames, and the webhook (delivered; never in the
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +21,7 @@ from functions.events.alerts import AlertRules
 from functions.events.webhook import Webhook
 from tests.detector_harness import ACCIDENT, ACCIDENT_TEST, model
 from tests.event_factory import T0, S, result
+from tests.test_events_function import webhook_server  # noqa: F401
 from tripwire.alert_rules import AlertRule, unknown_classes
 from tripwire.config import CameraConfig
 from tripwire.errors import StoreUnavailable
@@ -361,33 +360,8 @@ def test_accident_classifier_raises_accident_alerts(tmp_path: Path, shared_data:
 # -- the webhook ----------------------------------------------------------------------------
 
 
-class _Receiver(BaseHTTPRequestHandler):
-    received: list[dict[str, Any]]
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        self.received.append(json.loads(body))
-        self.send_response(204)
-        self.end_headers()
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
-@pytest.fixture
-def webhook_server() -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    received: list[dict[str, Any]] = []
-    handler = type("Receiver", (_Receiver,), {"received": received})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/hook", received
-    server.shutdown()
-    server.server_close()
-
-
 async def test_a_full_webhook_queue_drops_the_oldest_and_still_closes_promptly(
-    webhook_server: tuple[str, list[dict[str, Any]]],
+    webhook_server: tuple[str, list[dict[str, Any]]],  # noqa: F811
 ) -> None:
     url, received = webhook_server
     webhook = Webhook(url, timeout_s=5, attempts=1, queue_size=1)
