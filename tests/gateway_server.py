@@ -12,8 +12,9 @@ from gateway.fastpath import IngestFastPath
 from gateway.server import server as gateway_server
 from tripwire.brokers import open_broker
 from tripwire.config import CamerasFile
+from tripwire.contract import Header
 from tripwire.embedded_nats import free_port
-from tripwire.settings import GatewaySettings
+from tripwire.settings import BrokerSettings, GatewaySettings
 
 
 @contextmanager
@@ -45,3 +46,21 @@ def running_gateway(
     finally:
         server.should_exit = True
         thread.join(15)
+
+
+async def drain_motion(
+    url: str, camera: str, wait: float = 1.0
+) -> list[tuple[bytes, dict[str, str]]]:
+    """Fetch and ack every motion message on the stream; return those of ``camera``."""
+    broker = open_broker(BrokerSettings(), url)
+    await broker.connect()
+    got = []
+    try:
+        while batch := await broker.fetch(64, wait):
+            for m in batch:
+                if m.headers.get(Header.CAMERA) == camera:
+                    got.append((m.body, dict(m.headers)))
+                await m.ack()
+    finally:
+        await broker.close()
+    return got

@@ -14,8 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.frames import background, jpeg, moving_box_frames, png, static_frames
-from tests.gateway_server import running_gateway
-from tripwire.brokers import open_broker
+from tests.gateway_server import drain_motion, running_gateway
 from tripwire.config import parse_config
 from tripwire.contract import FrameMeta, Header
 from tripwire.embedded_nats import EmbeddedNats
@@ -87,22 +86,6 @@ def _post(
     if token is not None:
         h["Authorization"] = f"Bearer {token}"
     return client.post(f"/v1/cameras/{camera}/frames", content=body, headers=h)
-
-
-async def _drain(url: str, camera: str, wait: float = 1.0) -> list[tuple[bytes, dict[str, str]]]:
-    """Fetch and ack every motion message on the stream; return those of ``camera``."""
-    broker = open_broker(BrokerSettings(), url)
-    await broker.connect()
-    got = []
-    try:
-        while batch := await broker.fetch(64, wait):
-            for m in batch:
-                if m.headers.get(Header.CAMERA) == camera:
-                    got.append((m.body, dict(m.headers)))
-                await m.ack()
-    finally:
-        await broker.close()
-    return got
 
 
 def test_health_ready_metrics(client: httpx.Client) -> None:
@@ -192,11 +175,11 @@ def test_size_checked_before_body_is_read(gateway: str) -> None:
 def test_static_scene_publishes_nothing_and_motion_publishes_with_headers(
     client: httpx.Client, server: EmbeddedNats
 ) -> None:
-    asyncio.run(_drain(server.url, "cam-b", 0.2))
+    asyncio.run(drain_motion(server.url, "cam-b", 0.2))
     for i, frame in enumerate(static_frames(12)):
         r = _post(client, "cam-b", frame, **{"X-Capture-Ns": str(1_000 + i), "X-Seq": str(i)})
         assert r.status_code == 202 and r.json()["motion"] is False, r.text
-    assert asyncio.run(_drain(server.url, "cam-b", 0.5)) == []
+    assert asyncio.run(drain_motion(server.url, "cam-b", 0.5)) == []
 
     frames = moving_box_frames(12)
     answers = [
@@ -204,7 +187,7 @@ def test_static_scene_publishes_nothing_and_motion_publishes_with_headers(
     ]
     published = [a for a in answers if a["published"]]
     assert published and all(a["motion"] and a["event_id"] for a in published)
-    got = asyncio.run(_drain(server.url, "cam-b"))
+    got = asyncio.run(drain_motion(server.url, "cam-b"))
     assert len(got) == len(published)
     for body, headers in got:
         meta = FrameMeta.from_headers(headers)
@@ -267,7 +250,7 @@ def test_motion_gate_off_publishes_every_frame(server: EmbeddedNats) -> None:
     """``motion_gate`` false (mode (a) of ``tripwire bench energy``): a still scene is
     published frame by frame, with no motion claimed and no event."""
     settings = _settings().model_copy(update={"motion_gate": False})
-    asyncio.run(_drain(server.url, "cam-c", 0.2))
+    asyncio.run(drain_motion(server.url, "cam-c", 0.2))
     frames = static_frames(5)
     with (
         running_gateway(settings, _cameras(["cam-c"]), server.url) as url,  # type: ignore[arg-type]
@@ -278,7 +261,7 @@ def test_motion_gate_off_publishes_every_frame(server: EmbeddedNats) -> None:
         assert _post(client, "cam-c", b"\xff\xd8\xff\x00junk").status_code == 422
     assert all(r.status_code == 202 for r in answers), [r.text for r in answers]
     assert all(r.json()["published"] and not r.json()["motion"] for r in answers)
-    got = asyncio.run(_drain(server.url, "cam-c"))
+    got = asyncio.run(drain_motion(server.url, "cam-c"))
     assert sorted(FrameMeta.from_headers(h).seq for _, h in got) == list(range(5))
     for body, headers in got:
         meta = FrameMeta.from_headers(headers)

@@ -25,10 +25,9 @@ import pytest
 
 from gateway.app import HEADER_ROOM
 from tests.frames import background, jpeg, moving_box_frames, png
-from tests.gateway_server import running_gateway
-from tripwire.brokers import open_broker
+from tests.gateway_server import drain_motion, running_gateway
 from tripwire.config import CamerasFile, parse_config
-from tripwire.contract import FrameMeta, Header
+from tripwire.contract import FrameMeta
 from tripwire.embedded_nats import EmbeddedNats, free_port
 from tripwire.settings import BrokerSettings, GatewaySettings
 from tripwire.tokens import hash_token, new_token
@@ -71,22 +70,6 @@ def _rejects(metrics_text: str, reason: str) -> float:
 def _host_port(url: str) -> tuple[str, int]:
     host, port = url.removeprefix("http://").split(":")
     return host, int(port)
-
-
-async def _drain(url: str, camera: str, wait: float = 1.0) -> list[tuple[bytes, dict[str, str]]]:
-    """Fetch and ack every motion message on the stream; return those of ``camera``."""
-    broker = open_broker(BrokerSettings(), url)
-    await broker.connect()
-    got = []
-    try:
-        while batch := await broker.fetch(64, wait):
-            for m in batch:
-                if m.headers.get(Header.CAMERA) == camera:
-                    got.append((m.body, dict(m.headers)))
-                await m.ack()
-    finally:
-        await broker.close()
-    return got
 
 
 @pytest.fixture(scope="module")
@@ -445,7 +428,7 @@ def test_multipart_uploads_publish_the_image_part(nats: EmbeddedNats) -> None:
     """What an IP camera's "HTTP upload" sends: the JPEG as a file part beside text fields.
     The published message body is the image part's bytes, exactly."""
     settings = _settings(motion_gate=False)
-    asyncio.run(_drain(nats.url, "cam-b", 0.2))
+    asyncio.run(drain_motion(nats.url, "cam-b", 0.2))
     frames = moving_box_frames(3)
     with (
         running_gateway(settings, _cameras(["cam-b"]), nats.url) as url,
@@ -468,7 +451,7 @@ def test_multipart_uploads_publish_the_image_part(nats: EmbeddedNats) -> None:
             ),
         ]
         assert [r.status_code for r in answers] == [202] * 3, [r.text for r in answers]
-    got = asyncio.run(_drain(nats.url, "cam-b"))
+    got = asyncio.run(drain_motion(nats.url, "cam-b"))
     bodies = sorted(got, key=lambda m: FrameMeta.from_headers(m[1]).seq)
     assert [b for b, _ in bodies][:2] == frames[:2]
     assert [FrameMeta.from_headers(h).content_type for _, h in bodies] == [
