@@ -522,6 +522,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--drain-timeout", type=float, default=180.0, help="longest wait for the queue to drain, s"
     )
     energy.set_defaults(func=_cmd_bench_energy)
+    from tripwire.fleet.commands import add_bench_fleet, add_trace_commands
+
+    add_bench_fleet(bench)
+    add_trace_commands(sub)
 
     p = add("init", _cmd_init, "write a starter camera config under TRIPWIRE_HOME (dev setup)")
     p.add_argument("--cameras", type=int, default=1, help="how many cameras (cam-1, cam-2, …)")

@@ -69,6 +69,23 @@ class PowerProfile(BaseModel):
             raise ValueError("a gpu profile needs inference_s_per_frame and cold_start_j")
         return self
 
+    def split_j(
+        self, window_s: float, held_s: float, frames: int, cold_starts: int
+    ) -> dict[str, float]:
+        """The modelled split above for one device (gpu kind): J per part and ``total``."""
+        if self.inference_s_per_frame is None or self.cold_start_j is None:
+            raise ValueError(
+                f"profile {self.name}: a cpu profile's energy is measured, not modelled"
+            )
+        out = {
+            "idle_floor": self.idle_floor_w * window_s,
+            "resident": self.resident_w * held_s,
+            "inference": self.active_w * self.inference_s_per_frame * frames,
+            "cold_start": self.cold_start_j * cold_starts,
+        }
+        out["total"] = sum(out.values())
+        return out
+
 
 def _folder() -> Path:
     return Path(str(resources.files("tripwire.metrics") / "profiles"))

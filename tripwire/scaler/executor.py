@@ -283,6 +283,12 @@ class LocalScaler:
             self.scaler.wake(now)
             if before == 0:
                 timeline.record("scale_decision", reason="wake", replicas=self.scaler.replicas)
+        prewarm_at = self.scaler.prewarm_at
+        if prewarm_at is not None and now >= prewarm_at:  # the keep-alive policy's pre-warm
+            self.scaler.prewarm(now)
+            described = self.scaler.keep_alive.describe()
+            log.info("scale 0 -> %d (prewarm: %s)", self.scaler.replicas, described)
+            timeline.record("scale_decision", reason="prewarm", replicas=self.scaler.replicas)
         if self.scaler.poll_due(now):
             try:
                 self.last_metric = await self.depth()

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from pydantic.alias_generators import to_camel
 
 from tripwire.errors import ConfigError
+from tripwire.keepalive import KeepAliveSpec, keep_alive_for, spec_from_annotations
 from tripwire.scaler.behavior import HpaBehavior
 from tripwire.scaler.triggers import TRIGGERS, Broker, Trigger
 
@@ -115,6 +116,10 @@ class ScalingPolicy(BaseModel):
     trigger: Trigger = Field(description="the one trigger, parsed as KEDA's scaler parses it")
     behavior: HpaBehavior | None = Field(
         description="HPA behavior, defaults filled in; None = the HPA's behavior-less path"
+    )
+    keep_alive: KeepAliveSpec = Field(
+        default_factory=KeepAliveSpec,
+        description="keep-alive policy (keepalive.tripwire.dev/ annotations; KEDA ignores them)",
     )
 
     @model_validator(mode="after")
@@ -212,6 +217,11 @@ def policy_from_object(obj: Mapping[str, Any], source: str = "<object>") -> Scal
         trigger = kind.model_validate(raw.metadata)
     except ValidationError as exc:
         _raise(exc, source, ("spec", "triggers", 0, "metadata"))
+    try:
+        keep_alive = spec_from_annotations(scaled.metadata.annotations)
+        keep_alive_for(keep_alive, spec.cooldown_period)  # a break-even profile must load
+    except (ValueError, ConfigError) as exc:
+        _refuse(source, "metadata.annotations", str(exc))
     hpa = spec.advanced.horizontal_pod_autoscaler_config if spec.advanced else None
     try:
         return ScalingPolicy(
@@ -226,6 +236,7 @@ def policy_from_object(obj: Mapping[str, Any], source: str = "<object>") -> Scal
             max_replicas=spec.max_replica_count,
             trigger=trigger,
             behavior=hpa.behavior if hpa else None,
+            keep_alive=keep_alive,
         )
     except ValidationError as exc:
         _raise(exc, source, ("spec",))

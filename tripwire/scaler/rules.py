@@ -13,7 +13,11 @@ owns 0 <-> 1, the HPA owns 1 <-> N. ``Scaler.decide`` runs both for one poll:
 - below minReplicaCount while inactive: back to minReplicaCount.
 
 ``wake`` is the push activation (beyond KEDA): start the first replica now, counted as active
-at that time. Nothing here reads a clock, starts a process or logs; the executor does.
+at that time. The cooldown is the keep-alive policy's window (:mod:`tripwire.keepalive`; the
+file's ``cooldownPeriod`` unless the policy file picks another policy): the scaler tells the
+policy each idle gap (demand -> demand with an empty poll between) and, for a pre-warming
+policy, ``prewarm_at`` says when to start a replica before the next demand. Nothing here
+reads a clock, starts a process or logs; the executor does.
 
 The replica count is the target's desired count (a Deployment's spec.replicas), not the
 processes alive: the executor converges to it, replacing crashed workers. When the metric
@@ -26,6 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from tripwire.keepalive import KeepAlive, keep_alive_for
 from tripwire.scaler import hpa
 from tripwire.scaler.behavior import DEFAULT_TOLERANCE
 from tripwire.scaler.hpa import Recommendation, ScaleEvent
@@ -34,6 +39,7 @@ from tripwire.scaler.policy import ScalingPolicy
 Reason = Literal[
     "activation",  # KEDA: active at 0 replicas -> max(minReplicaCount, 1)
     "wake",  # push activation: as KEDA's activation, out of band
+    "prewarm",  # the keep-alive policy starts a replica ahead of the demand it expects
     "hpa",  # the HPA step decided (which may be no change)
     "above max",  # the HPA: current > maxReplicaCount -> maxReplicaCount
     "below min",  # the HPA or KEDA: current < the floor -> the floor
@@ -80,11 +86,21 @@ class Scaler:
     """One ScaledObject's replica decisions over injected time (seconds, monotonic)."""
 
     def __init__(
-        self, policy: ScalingPolicy, *, replicas: int = 0, created_at: float | None = None
+        self,
+        policy: ScalingPolicy,
+        *,
+        replicas: int = 0,
+        created_at: float | None = None,
+        keep_alive: KeepAlive | None = None,
     ) -> None:
         if replicas < 0:
             raise ValueError(f"replicas {replicas} < 0")
         self.policy = policy
+        self.keep_alive = keep_alive or keep_alive_for(policy.keep_alive, policy.cooldown_period_s)
+        self._last_demand: float | None = None  # last wake or active poll (not a pre-warm)
+        self._idle_seen = False  # a poll found the queue empty since the last demand
+        self._prewarmed = False  # the replica was started by a pre-warm, no demand since
+        self._zero_at: float | None = None
         self._replicas = replicas
         self._created_at = created_at
         self._now: float | None = None
@@ -122,12 +138,45 @@ class Scaler:
     def wake(self, now: float) -> int:
         """Push activation: 0 -> max(minReplicaCount, 1) now; active at ``now`` either way."""
         self._tick(now)
+        self._demand(now)
+        return self._activate(now, "wake")
+
+    @property
+    def window_s(self) -> float:
+        """The keep-alive window (cooldown) in force for the idle spell under way."""
+        return self.keep_alive.window_s(self._prewarmed)
+
+    @property
+    def prewarm_at(self) -> float | None:
+        """When the keep-alive policy wants a replica back ahead of demand (None: not now)."""
+        if self._replicas or self._prewarmed or self._last_demand is None:
+            return None
+        ahead = self.keep_alive.prewarm_s()
+        if ahead is None:
+            return None
+        at = self._last_demand + ahead
+        return None if self._zero_at is not None and at <= self._zero_at else at
+
+    def prewarm(self, now: float) -> int:
+        """Start a replica for the demand the policy expects; it stays the policy's
+        keep-alive window unless demand comes."""
+        self._tick(now)
+        self._prewarmed = True
+        return self._activate(now, "prewarm")
+
+    def _activate(self, now: float, reason: Reason) -> int:
         previous = self._replicas
         self._last_active = now
         if previous == 0:
             self._replicas = self.policy.activation_replicas
-        self._last = Decision(now, None, True, previous, self._replicas, "wake")
+        self._last = Decision(now, None, True, previous, self._replicas, reason)
         return self._replicas
+
+    def _demand(self, now: float) -> None:
+        if self._idle_seen and self._last_demand is not None:
+            self.keep_alive.observe_gap(now - self._last_demand)
+        self._idle_seen = self._prewarmed = False
+        self._last_demand = now
 
     def skip_poll(self, now: float) -> None:
         """The metric could not be read: hold the count and poll again a pollingInterval on."""
@@ -148,6 +197,7 @@ class Scaler:
         reason: Reason
         if active:
             self._last_active = now
+            self._demand(now)
             if previous == 0:
                 replicas, reason = policy.activation_replicas, "activation"
             else:
@@ -160,6 +210,10 @@ class Scaler:
             replicas, reason = policy.min_replicas, "below min"
         else:  # cooling down, or held at minReplicaCount > 0: the HPA still runs
             replicas, reason = self._hpa_step(now, metric, previous, running)
+        if not active:
+            self._idle_seen = True
+        if replicas == 0 and previous > 0:
+            self._zero_at = now
         self._replicas = replicas
         self._last = Decision(now, metric, active, previous, replicas, reason)
         return replicas
@@ -180,7 +234,7 @@ class Scaler:
             now,
             self._last_active,
             created,
-            self.policy.cooldown_period_s,
+            self.window_s,
             self.policy.initial_cooldown_period_s,
         )
 
