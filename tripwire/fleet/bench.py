@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from tripwire.errors import TripwireError
 from tripwire.fleet.generate import FleetShape, generate_fleet
 from tripwire.fleet.simulate import SimOptions, SiteResult, simulate_site
 from tripwire.fleet.trace import Trace
@@ -175,8 +176,17 @@ def ratios(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+class FleetBenchError(TripwireError):
+    """The bench cannot run as asked; the message says why."""
+
+
 def run_fleet(options: FleetOptions) -> dict[str, Any]:
     profile = load_profile(options.profile)
+    if options.out is not None:  # before hours of simulation, not after
+        try:
+            options.out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise FleetBenchError(f"{options.out}: cannot write the report: {exc}") from None
     template = None
     if options.template is not None:
         from tripwire.fleet.trace import read_trace
@@ -228,7 +238,6 @@ def run_fleet(options: FleetOptions) -> dict[str, Any]:
         "camera_h_per_s": total_h / total_s if total_s else None,
     }
     if options.out is not None:
-        options.out.mkdir(parents=True, exist_ok=True)
         (options.out / "summary.json").write_text(json.dumps(summary, indent=1))
         (options.out / "report.md").write_text(
             f"# Fleet keep-alive bench ({profile.name})\n\n{table(rows)}\n\n{ratios(rows)}\n\n"

@@ -9,9 +9,9 @@ newest-first). What the simulator adds is the world around the rules:
 
 - **queue depth**: motion frames arrive while events are open (their published frames over
   their length); a replica clears ``service_fps``. With no ready replica the frames queue
-  (the depth a poll reads); with one, a poll reads the frames in flight: it finds at least
-  one with probability ``1 - exp(-rate x in_flight_s)`` (seeded draws), as a real poll can
-  land between the frames of a quiet camera;
+  (the depth a poll reads); with one, a poll reads the frames in flight: it finds one with
+  probability ``min(1, rate x in_flight_s)`` (a camera's frames come evenly; seeded draws),
+  as a real poll can land between the frames of a quiet camera;
 - **workers**: a start is ready ``cold_start_s`` later (a cold start); a stop holds the
   device ``stop_s`` longer;
 - **wake -> first result**: the event's first frame waits for a ready replica and the
@@ -148,7 +148,7 @@ def simulate_site(
     poll_t = np.arange(last_poll + 1) * period
     rate_k = arrivals.rates_at(poll_t)
     draws = np.random.default_rng(seed).random(len(poll_t))
-    busy = draws < 1.0 - np.exp(-rate_k * options.in_flight_s)
+    busy = draws < np.minimum(1.0, rate_k * options.in_flight_s)
     # code per poll: 0 no frames, 1 frames but none in flight at the poll, 2 one in flight,
     # 3 more than a replica's half capacity (never skipped).
     code = np.where(rate_k > 0.5 * mu, 3, np.where(busy, 2, np.where(rate_k > 0, 1, 0)))
@@ -171,39 +171,56 @@ def simulate_site(
     workers: list[_Worker] = []
     history: list[_Worker] = []
     queue = 0.0  # frames published, not yet taken by a replica
-    q_at = 0.0
+    q_at = q_count = 0.0
     now = 0.0
+    ready_n = alive_n = 0  # workers serving / not asked to stop, as of the last refresh
+    t_worker = INF  # the next worker transition (ready or exit)
 
-    def ready_count(t: float) -> int:
-        return sum(1 for w in workers if w.ready <= t and w.stop > t)
+    def refresh(t: float) -> None:
+        nonlocal ready_n, alive_n, t_worker
+        ready_n = alive_n = 0
+        t_worker = INF
+        kept = []
+        for w in workers:
+            if w.exit <= t:
+                continue
+            kept.append(w)
+            if w.stop == INF:
+                alive_n += 1
+            if w.ready <= t < w.stop:
+                ready_n += 1
+            elif w.ready > t and w.stop > t:
+                t_worker = min(t_worker, w.ready)
+            t_worker = min(t_worker, w.exit)
+        workers[:] = kept
 
     def advance(t: float) -> None:
-        nonlocal queue, q_at
+        nonlocal queue, q_at, q_count
         if t <= q_at:
             return
-        arrived = arrivals.count(t) - arrivals.count(q_at)
-        serving = ready_count(q_at)  # constant on (q_at, t): transitions are loop events
-        queue = max(0.0, queue + arrived - mu * serving * (t - q_at))
-        q_at = t
-
-    def running() -> int:
-        return sum(1 for w in workers if w.stop == INF)
+        count = arrivals.count(t)
+        # ready_n is constant on (q_at, t): worker transitions are loop events
+        queue = max(0.0, queue + count - q_count - mu * ready_n * (t - q_at))
+        q_at, q_count = t, count
 
     def converge(t: float) -> None:
         want = scaler.replicas
-        alive = [w for w in workers if w.stop == INF]
-        for _ in range(want - len(alive)):
-            worker = _Worker(t, t + options.cold_start_s)
-            workers.append(worker)
-            history.append(worker)
-            result.starts += 1
-        if len(alive) > want:
-            for w in sorted(alive, key=lambda w: -w.start)[: len(alive) - want]:
+        if want > alive_n:
+            for _ in range(want - alive_n):
+                worker = _Worker(t, t + options.cold_start_s)
+                workers.append(worker)
+                history.append(worker)
+                result.starts += 1
+        elif alive_n > want:
+            alive = [w for w in workers if w.stop == INF]
+            for w in sorted(alive, key=lambda w: -w.start)[: alive_n - want]:
                 w.stop, w.exit = t, t + options.stop_s
+        else:
+            return
+        refresh(t)
 
     def first_result(t: float) -> float:
-        ready = [w.ready for w in workers if w.stop > t]
-        at = min((r for r in ready), default=t)
+        at = min((w.ready for w in workers if w.stop > t), default=t)
         if at > t:
             result.cold_events += 1
         return max(at, t) - t + queue / mu + options.first_result_s
@@ -211,17 +228,16 @@ def simulate_site(
     def next_poll(k: int) -> int:
         """The next poll whose decision can change something (see the module docstring)."""
         nxt = k + 1
-        t = k * period
         if queue > 1e-9:
             return nxt
         horizon = min(opens[wi] if wi < len(opens) else INF, t_prewarm())
         limit = last_poll if horizon == INF else min(last_poll, math.ceil(horizon / period) - 1)
-        alive = [w for w in workers if w.stop == INF]
-        if scaler.replicas == 0:
-            if alive or not quiet[k]:
+        replicas = scaler.replicas
+        if replicas == 0:
+            if alive_n or not quiet[k]:
                 return nxt
             return max(nxt, _run_end(changes_quiet, k, limit) + 1)
-        if scaler.replicas != 1 or len(alive) != 1 or alive[0].ready > t:
+        if replicas != 1 or alive_n != 1 or ready_n != 1:
             return nxt
         act = activity[k]
         if act == 2:
@@ -241,22 +257,18 @@ def simulate_site(
 
     k = 0
     wi = 0
+    n_opens = len(opens)
     while True:
         t_poll = k * period if k <= last_poll else INF
-        t_wake = opens[wi] if wi < len(opens) else INF
+        t_wake = opens[wi] if wi < n_opens else INF
         t_pre = t_prewarm()
-        t_worker = min(
-            [w.ready for w in workers if w.ready > now and w.stop > now]
-            + [w.exit for w in workers if w.exit > now],
-            default=INF,
-        )
         t = min(t_poll, t_wake, t_pre, t_worker)
         if t == INF or t > duration_s:
             break
         advance(t)
         now = t
-        workers = [w for w in workers if w.exit > t]
         if t == t_worker:
+            refresh(t)
             continue
         if t == t_wake:
             wi += 1
@@ -271,10 +283,9 @@ def simulate_site(
             result.prewarms += 1
             converge(t)
             continue
-        ready = ready_count(t)
-        in_flight = 1 if ready and code_l[k] >= 2 else 0
+        in_flight = 1 if ready_n and code_l[k] >= 2 else 0
         metric = math.ceil(queue - 1e-9) + in_flight
-        scaler.decide(t, metric, running=running())
+        scaler.decide(t, metric, running=alive_n)
         result.decisions += 1
         converge(t)
         k = next_poll(k) if can_skip else k + 1
