@@ -111,6 +111,11 @@ def test_break_even_window_follows_the_energy_balance() -> None:
         long_gaps.observe_gap(600.0)  # 27 kJ held vs 1 kJ per start: release at once
     assert long_gaps.window_s(False) == 0.0
     assert long_gaps.expected_j(0.0) < long_gaps.expected_j(600.0)
+    # pricing a wait at 30 kJ (over what 600 s held costs): now holding through them pays
+    priced = BreakEven(spec, h200.resident_w, miss_j + 30_000)
+    for _ in range(10):
+        priced.observe_gap(600.0)
+    assert priced.window_s(False) == 600.0
 
 
 def test_scaler_releases_at_the_first_poll_past_the_learnt_window() -> None:

@@ -51,6 +51,11 @@ class KeepAliveSpec(BaseModel):
         description="break-even: a start holds the device this long before it serves "
         "(charged at resident_w on top of the profile's cold_start_j)",
     )
+    cold_start_price_j: float = Field(
+        0.0,
+        ge=0,
+        description="break-even: J a cold start's wait is worth to the operator (0: energy only)",
+    )
     min_window_s: float = Field(
         15.0, ge=0, description="floor of a learnt window, s (a quiet poll mid-event is not idle)"
     )

@@ -238,5 +238,6 @@ def keep_alive_for(spec: KeepAliveSpec, cooldown_s: float) -> KeepAlive:
             )
         # A start also holds the device while it loads: that too is what a miss costs.
         miss_j = profile.cold_start_j + profile.resident_w * spec.cold_start_s
+        miss_j += spec.cold_start_price_j  # what the operator says a wait is worth
         return BreakEven(spec, profile.resident_w, miss_j)
     return Fixed(cooldown_s)
