@@ -84,7 +84,7 @@ def _cmd_gateway(args: argparse.Namespace) -> int:
     from gateway.app import create_app, preflight
     from gateway.fastpath import IngestFastPath
     from gateway.server import server
-    from tripwire.brokers import open_broker
+    from tripwire.brokers import open_broker, routes_of
     from tripwire.config import load_config
     from tripwire.runtime import resolve_broker
     from tripwire.settings import GatewaySettings
@@ -99,8 +99,11 @@ def _cmd_gateway(args: argparse.Namespace) -> int:
     # action that would end the process before the embedded NATS server is stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
-        asyncio.run(preflight(settings, open_broker(settings.broker, endpoint.url)))
-        app = create_app(settings, cameras, open_broker(settings.broker, endpoint.url))
+        routes = routes_of(cameras)  # every model's consumer exists before the first frame
+        asyncio.run(preflight(settings, open_broker(settings.broker, endpoint.url, routes=routes)))
+        app = create_app(
+            settings, cameras, open_broker(settings.broker, endpoint.url, routes=routes)
+        )
         gateway, sockets = server(IngestFastPath(app), settings)
         gateway.run(sockets)
     finally:
@@ -137,7 +140,7 @@ def _cmd_detector(args: argparse.Namespace) -> int:
     from tripwire.settings import DetectorSettings
 
     overrides = _settings_overrides(
-        args, "config", "weights", "task", "device", "batch_size", "metrics_port"
+        args, "config", "weights", "task", "device", "batch_size", "metrics_port", "model"
     )
     settings = DetectorSettings(**overrides)
     _logging(settings.log_level)
@@ -393,6 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="auto (default), cpu, cuda:0, ...")
     p.add_argument("--batch-size", type=int, help="frames per inference call at most")
     p.add_argument("--metrics-port", type=int, help="/metrics and /readyz port (0 = free port)")
+    p.add_argument("--model", help="serve this model of the config's models: section, by name")
 
     p = add(
         "events",

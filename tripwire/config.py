@@ -12,6 +12,8 @@ cameras:
   - id: cam-2
     token_hash: "sha256:..."
     source: {url: "rtsp://user:pass@10.0.0.7/stream1", fps: 10}   # pulled by tripwire cameras
+models:                          # optional: several models by name (see tripwire/model_config.py)
+  - {name: coco, weights: yolov8n_int8.tflite, task: detect, labels: [person, car]}
 ```
 
 Polygon points are fractions of the frame width and height (0..1), so one config works for
@@ -30,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from tripwire.alert_rules import AlertRule
 from tripwire.contract import check_camera_id
 from tripwire.errors import ConfigError, ContractError
+from tripwire.model_config import ModelConfig
 from tripwire.tokens import PREFIX as TOKEN_PREFIX
 
 Point = tuple[Annotated[float, Field(ge=0.0, le=1.0)], Annotated[float, Field(ge=0.0, le=1.0)]]
@@ -196,6 +199,10 @@ class CamerasFile(Strict):
     operators: list[OperatorConfig] = Field(
         default_factory=list, description="console users (separate from camera tokens)"
     )
+    models: list[ModelConfig] = Field(
+        default_factory=list,
+        description="detector models by name; none = one model from the detector's settings",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -231,7 +238,44 @@ class CamerasFile(Strict):
                     raise ValueError(f"alerts[{i}]: camera {camera!r} is not configured")
                 if rule.cameras and (missing := set(rule.zones) - set(target.zones)):
                     raise ValueError(f"alerts[{i}]: camera {camera} has no zone {sorted(missing)}")
+        self._check_models(seen)
         return self
+
+    def _check_models(self, cameras: set[str]) -> None:
+        names = [m.name for m in self.models]
+        if len(set(names)) != len(names):
+            raise ValueError("a model name appears twice")
+        for i, model in enumerate(self.models):
+            for camera in model.cameras:
+                if camera not in cameras:
+                    raise ValueError(
+                        f"models[{i}] ({model.name}): camera {camera!r} is not configured"
+                    )
+            served = [c for c in self.cameras if model.serves(c.id)]
+            for zone in model.zones:
+                having = [c.id for c in served if zone in c.zones]
+                if not having or (model.cameras and len(having) != len(served)):
+                    lacking = sorted({c.id for c in served} - set(having)) or "any camera"
+                    raise ValueError(
+                        f"models[{i}] ({model.name}): zone {zone!r} missing on {lacking}"
+                    )
+        by_name = {m.name: m for m in self.models}
+        every_label = (
+            {label for m in self.models for label in m.labels or ()}
+            if self.models and all(m.labels is not None for m in self.models)
+            else None
+        )
+        for i, rule in enumerate(self.alerts):
+            if rule.model is not None and rule.model not in by_name:
+                known = sorted(by_name) or "none: the file has no models section"
+                raise ValueError(f"alerts[{i}]: model {rule.model!r} is not declared ({known})")
+            labels = by_name[rule.model].labels if rule.model is not None else every_label
+            if labels is not None and (missing := [c for c in rule.classes if c not in labels]):
+                whose = f"model {rule.model}" if rule.model else "any declared model"
+                raise ValueError(f"alerts[{i}] ({rule.kind}): {missing} are not labels of {whose}")
+
+    def model(self, name: str) -> ModelConfig | None:
+        return next((m for m in self.models if m.name == name), None)
 
     def camera(self, camera_id: str) -> CameraConfig | None:
         return next((c for c in self.cameras if c.id == camera_id), None)

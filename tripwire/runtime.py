@@ -16,7 +16,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tripwire.brokers import Broker, open_broker
+from tripwire.brokers import Broker, open_broker, routes_of
+from tripwire.config import load_config
 from tripwire.embedded_nats import EmbeddedNats
 from tripwire.settings import CommonSettings
 from tripwire.urls import redact
@@ -75,10 +76,14 @@ def resolve_broker(settings: CommonSettings) -> BrokerEndpoint:
 
 
 @contextlib.asynccontextmanager
-async def connected_broker(settings: CommonSettings) -> AsyncIterator[Broker]:
-    """A connected broker for the process's lifetime (embedded NATS when no URL is set)."""
+async def connected_broker(
+    settings: CommonSettings, model: str | None = None
+) -> AsyncIterator[Broker]:
+    """A connected broker for the process's lifetime (embedded NATS when no URL is set),
+    declaring the motion route of every model of the config; ``fetch`` reads ``model``'s."""
     endpoint = resolve_broker(settings)
-    broker = open_broker(settings.broker, endpoint.url)
+    routes = routes_of(load_config(settings.config_path()))
+    broker = open_broker(settings.broker, endpoint.url, routes=routes, model=model)
     try:
         await broker.connect()
         log.info("broker %s connected (%s)", broker.name, redact(endpoint.url))

@@ -219,6 +219,11 @@ class DetectorSettings(CommonSettings):
     weights: str = Field(
         "yolo11n.pt", description=".pt/.onnx/.tflite weights, or a .yaml for an untrained model"
     )
+    model: str | None = Field(
+        None,
+        description="serve this model of the config's models: section (its weights, task, "
+        "device, batch, imgsz replace these settings); unset = the one model of these settings",
+    )
     allow_download: bool = Field(False, description="let ultralytics fetch missing weights")
     task: Literal["detect", "classify"] | None = Field(
         None, description="model task; unset = from the weights (a .tflite export needs detect)"

@@ -11,6 +11,13 @@ order: gateway first (no new frames), then the workers (each finishes its batch)
 prefork standby they are forked from (``prefork``, on unless ``--no-prefork``), then the
 events function (what it has not written stays on the broker for its next start), the
 console, then the broker. Nothing is left running.
+
+With a ``models:`` section in the config each model gets its own worker pool and its own
+scaler (its generated ScaledObject, :func:`tripwire.model_manifests.model_policies`) reading
+its own consumer's backlog; pools of one model family fork from one shared standby. A model
+is swapped by name (new weights in the config, same name: :meth:`Stack.swap`, or SIGHUP to
+``tripwire up``): its workers drain (finish their batch, return the rest to its consumer)
+while the scaler starts replacements that load the new weights; no frame is lost.
 """
 
 from __future__ import annotations
@@ -31,12 +38,14 @@ import httpx
 import psutil
 
 from tripwire import timeline
-from tripwire.brokers import Broker, open_broker
+from tripwire.brokers import Broker, open_broker, routes_of
+from tripwire.config import CamerasFile, load_config
 from tripwire.contract import WAKE_SUBJECT
 from tripwire.errors import BrokerError, TripwireError
 from tripwire.runtime import BrokerEndpoint, resolve_broker
 from tripwire.scaler import Scaler, ScalingPolicy, load_policy, policy_file
 from tripwire.scaler.executor import LocalScaler, WorkerPool
+from tripwire.scaler.prefork import Zygote
 from tripwire.settings import DetectorSettings, GatewaySettings
 from tripwire.urls import redact
 
@@ -75,6 +84,27 @@ class Stack:
     # Set when the scaler stopped on an error no restart can fix (a model that cannot load).
     failed: asyncio.Event = field(default_factory=asyncio.Event)
     error: str | None = None
+    # Every model's scaler by name ({"default": scaler} without a models section).
+    models: dict[str, LocalScaler] = field(default_factory=dict)
+    config: CamerasFile = field(default_factory=CamerasFile)
+
+    async def swap(self, name: str) -> int:
+        """Roll model ``name`` onto what the config file now says (new weights, same name):
+        its workers drain and the scaler starts replacements that load the new weights.
+        Returns the number of workers asked to stop. Bad new weights are refused first."""
+        from functions.detector.model import ModelOptions, check_weights
+
+        local = self.models.get(name)
+        if local is None:
+            raise StackError(f"no model {name!r} runs here ({sorted(self.models)})")
+        config = load_config(self.options.gateway.config_path())
+        model = config.model(name)
+        if model is None:
+            raise StackError(f"model {name!r} is no longer in the config; nothing swapped")
+        check_weights(ModelOptions(model.weights, allow_download=False))
+        self.config = config
+        timeline.record("model_swap", model=name, weights=model.weights)
+        return local.pool.drain()
 
     @property
     def replicas(self) -> int:
@@ -256,7 +286,9 @@ async def running_stack(options: StackOptions) -> AsyncIterator[Stack]:
     from functions.detector.model import ModelOptions, check_weights
 
     detector = options.detector
-    check_weights(ModelOptions(detector.weights, allow_download=detector.allow_download))
+    config = load_config(options.gateway.config_path())
+    for weights in [m.weights for m in config.models] or [detector.weights]:
+        check_weights(ModelOptions(weights, allow_download=detector.allow_download))
     home = options.gateway.home
     log_dir = home / "logs"
     if options.timeline_path is not None:  # the scaler records here too, not only children
@@ -266,40 +298,72 @@ async def running_stack(options: StackOptions) -> AsyncIterator[Stack]:
         "rabbitmq" if endpoint.url.startswith("amqp") else "nats"
     )
     policy = load_policy(policy_path)
-    broker = open_broker(options.gateway.broker, endpoint.url)
+    routes = routes_of(config)  # every model's consumer exists before the gateway starts
+    broker = open_broker(options.gateway.broker, endpoint.url, routes=routes)
     gateway: asyncio.subprocess.Process | None = None
     events: asyncio.subprocess.Process | None = None
     console: asyncio.subprocess.Process | None = None
-    pool: WorkerPool | None = None
+    locals_: dict[str, LocalScaler] = {}
+    depth_brokers: list[Broker] = []
+    standbys: dict[str, Zygote] = {}
     tasks: list[asyncio.Task[None]] = []
     try:
         await broker.connect()
         env = _child_env(options, endpoint.url)
-        pool = WorkerPool(
-            detector_command(options.detector),
-            env,
-            options.detector.stop_timeout_s,
-            log_dir,
-            prefork=options.prefork,
-        )
-        await pool.start()  # the standby's imports overlap the gateway's start
-        local = LocalScaler(Scaler(policy), broker.depth, pool)
+        if not config.models:
+            pool = WorkerPool(
+                detector_command(options.detector),
+                env,
+                options.detector.stop_timeout_s,
+                log_dir,
+                prefork=options.prefork,
+            )
+            await pool.start()  # the standby's imports overlap the gateway's start
+            locals_["default"] = LocalScaler(Scaler(policy), broker.depth, pool)
+        else:
+            policies = _model_policies(config, policy.broker)
+            for model in config.models:
+                depth_broker = open_broker(
+                    options.gateway.broker, endpoint.url, routes=routes, model=model.name
+                )
+                depth_brokers.append(depth_broker)
+                await depth_broker.connect()
+                family = _family(model.weights)
+                if options.prefork and family not in standbys:
+                    standbys[family] = Zygote(sys.executable, env, log_dir / f"zygote-{family}.log")
+                    await standbys[family].ensure_running()
+                pool = WorkerPool(
+                    [*detector_command(options.detector), "--model", model.name],
+                    env,
+                    options.detector.stop_timeout_s,
+                    log_dir / model.name,
+                    prefork=options.prefork,
+                    shared_standby=standbys.get(family),
+                )
+                locals_[model.name] = LocalScaler(
+                    Scaler(policies[model.name]), depth_broker.depth, pool
+                )
+            policy = policies[config.models[0].name]
+        local = next(iter(locals_.values()))
         events, console, console_url = await _start_events_and_console(options, env, log_dir)
         gateway, url = await _start_gateway(options, env, log_dir)
         stack = Stack(options, endpoint, broker, policy, local, url, gateway, console_url)
+        stack.models, stack.config = locals_, config
 
         def on_wake() -> None:
             stack.wakes += 1
-            local.wake()
-
-        tasks.append(asyncio.create_task(local.run(), name="scaler"))
+            for each in locals_.values():
+                each.wake()
 
         def on_scaler_done(task: asyncio.Task[None]) -> None:
             if not task.cancelled() and (exc := task.exception()) is not None:
                 stack.error = str(exc)  # WorkerFatal: the worker's own words
                 stack.failed.set()
 
-        tasks[0].add_done_callback(on_scaler_done)
+        for name, each in locals_.items():
+            tasks.append(asyncio.create_task(each.run(), name=f"scaler-{name}"))
+            tasks[-1].add_done_callback(on_scaler_done)
+        scalers = list(tasks)
         if options.push_activation:
             tasks.append(asyncio.create_task(_listen_for_wakes(broker, on_wake), name="wakes"))
         log.info(
@@ -315,19 +379,60 @@ async def running_stack(options: StackOptions) -> AsyncIterator[Stack]:
         if gateway is not None:
             await _terminate(gateway, 10)
         if tasks:
-            local.stop()
+            for each in locals_.values():
+                each.stop()
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(tasks[0], options.detector.stop_timeout_s + 15)
+                await asyncio.wait_for(
+                    asyncio.gather(*scalers, return_exceptions=True),
+                    options.detector.stop_timeout_s + 15,
+                )
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-        if pool is not None:  # done by the scaler's run already, unless it never started
-            await pool.stop_all()
+        for each in locals_.values():  # done by the scaler's run already, unless never started
+            await each.pool.stop_all()
+        for standby in standbys.values():
+            await standby.stop()
+        for depth_broker in depth_brokers:
+            await depth_broker.close()
         for child in (events, console):
             if child is not None:
                 await _terminate(child, 15)
         await broker.close()
         endpoint.stop()
+
+
+async def _swap_changed(stack: Stack) -> None:
+    """SIGHUP: swap every model whose entry in the config file changed (same name)."""
+    try:
+        config = load_config(stack.options.gateway.config_path())
+    except TripwireError as exc:
+        log.error("config not reloaded: %s", exc)
+        return
+    old = stack.config
+    for model in config.models:
+        before = old.model(model.name)
+        if before is None or before == model:
+            continue
+        try:
+            drained = await stack.swap(model.name)
+        except TripwireError as exc:
+            log.error("model %s not swapped: %s", model.name, exc)
+            continue
+        log.info("model %s swapped to %s (%d worker(s) draining)", model.name, model.weights,
+                 drained)  # fmt: skip
+
+
+def _model_policies(config: CamerasFile, broker: str) -> dict[str, ScalingPolicy]:
+    from tripwire.model_manifests import model_policies
+
+    return model_policies(config, "rabbitmq" if broker == "rabbitmq" else "nats")
+
+
+def _family(weights: str) -> str:
+    from tripwire.model_config import family
+
+    return family(weights)
 
 
 async def run_up(options: StackOptions) -> int:
@@ -337,6 +442,14 @@ async def run_up(options: StackOptions) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     async with running_stack(options) as stack:
+        reloads: set[asyncio.Task[None]] = set()
+
+        def on_hangup() -> None:
+            task = asyncio.create_task(_swap_changed(stack))
+            reloads.add(task)
+            task.add_done_callback(reloads.discard)
+
+        loop.add_signal_handler(signal.SIGHUP, on_hangup)
         print(
             f"tripwire up: gateway {stack.gateway_url} (POST /v1/cameras/<id>/frames); "
             f"events API {stack.console_url}/v1/events (operator token: "

@@ -14,8 +14,8 @@ from functions.detector.worker import Detector
 from tripwire import timeline
 from tripwire.alert_rules import unknown_classes
 from tripwire.archive import open_archive
-from tripwire.config import load_config
-from tripwire.errors import MODEL_UNAVAILABLE_EXIT
+from tripwire.config import CamerasFile, load_config
+from tripwire.errors import MODEL_UNAVAILABLE_EXIT, ConfigError
 from tripwire.runtime import connected_broker
 from tripwire.settings import DetectorSettings
 
@@ -36,8 +36,34 @@ def model_options(settings: DetectorSettings) -> ModelOptions:
     )
 
 
+def for_model(settings: DetectorSettings, cameras: CamerasFile) -> DetectorSettings:
+    """The settings of the model named ``settings.model`` (its weights, task, device, batch
+    and size from the models section); unchanged when no model is named."""
+    if settings.model is None:
+        return settings
+    served = cameras.model(settings.model)
+    if served is None:
+        known = [m.name for m in cameras.models] or "none: the config has no models section"
+        raise ConfigError(f"model {settings.model!r} is not declared in the config ({known})")
+    return settings.model_copy(
+        update={
+            "weights": served.weights,
+            "task": served.task,
+            # auto: the process's own setting (a GPU pod's cuda:0 stays).
+            "device": settings.device if served.device == "auto" else served.device,
+            "batch_size": served.batch,
+            "imgsz": served.imgsz,
+        }
+    )
+
+
 async def run_detector(settings: DetectorSettings) -> int:
     cameras = load_config(settings.config_path())
+    try:
+        settings = for_model(settings, cameras)
+    except ConfigError as exc:
+        print(f"tripwire detector: {exc}", file=sys.stderr, flush=True)
+        return MODEL_UNAVAILABLE_EXIT
     # Signals count from the start: a SIGTERM while the model loads ends the process cleanly
     # (it holds no message yet) instead of killing it with 143.
     stop_asked = asyncio.Event()
@@ -62,7 +88,7 @@ async def run_detector(settings: DetectorSettings) -> int:
         asyncio.to_thread(Model, model_options(settings), settings.home / "ultralytics")
     )
     try:
-        async with connected_broker(settings) as broker:
+        async with connected_broker(settings, settings.model) as broker:
             await archive.ensure()
             try:
                 model = await loading
@@ -71,7 +97,9 @@ async def run_detector(settings: DetectorSettings) -> int:
                 print(f"tripwire detector: {exc}", file=sys.stderr, flush=True)
                 return MODEL_UNAVAILABLE_EXIT
             if not model.untrained and (
-                problems := unknown_classes(cameras.alerts, set(model.names.values()))
+                problems := unknown_classes(
+                    cameras.alerts, set(model.names.values()), settings.model
+                )
             ):
                 # A rule that can never fire is a config error: say so and stop, as above.
                 labels = ", ".join(sorted(set(model.names.values()))[:12])

@@ -8,6 +8,11 @@ an outage never burns the delivery count that poison detection relies on; a pois
 (bad headers, undecodable, delivered too often) or one whose result the broker refuses for
 good (too large) is dead-lettered with its reason at once.
 On stop: no new fetches, the batch in hand is finished and acked, the rest is released.
+
+A named model (``--model``, the config's models section) reads its own consumer or queue:
+its results and detections keys carry its name, a frame another model archived already is
+not written again, and with ``zones`` a frame whose motion touches none of them is acked
+without inference.
 """
 
 from __future__ import annotations
@@ -76,6 +81,7 @@ class Counts:
     dead: int = 0
     released: int = 0
     retries: int = 0
+    skipped: int = 0  # outside the model's zones: acked without inference
 
 
 class Poison(Exception):
@@ -95,6 +101,8 @@ class Detector:
     _kept: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        served = self.cameras.model(self.settings.model) if self.settings.model else None
+        self.zones = served.zones if served else []
         self.metrics.model_load_seconds.set(self.model.load_s)
         self.metrics.first_inference_seconds.set(self.model.first_inference_s)
 
@@ -196,6 +204,10 @@ class Detector:
                 data = await self._retrying(message, lambda: self.archive.get(meta.claim or ""))
             if not data:
                 raise Poison("empty body and no claim-check key")
+            if self.zones and not self._in_zones(meta):
+                await message.ack()
+                self.counts.skipped += 1
+                return None
             return Work(message, meta, data)
         except Poison as exc:
             await self._dead(message, str(exc))
@@ -204,6 +216,24 @@ class Detector:
         except _Released:
             pass
         return None
+
+    def _in_zones(self, meta: FrameMeta) -> bool:
+        """Whether a motion box of the frame overlaps the bounding box of one of the model's
+        zones on its camera (no motion boxes: the whole frame counts)."""
+        camera = self.cameras.camera(meta.camera)
+        if camera is None or not meta.boxes:
+            return True
+        for name in self.zones:
+            polygon = camera.zones.get(name)
+            if polygon is None:
+                continue
+            zx1, zx2 = min(p[0] for p in polygon), max(p[0] for p in polygon)
+            zy1, zy2 = min(p[1] for p in polygon), max(p[1] for p in polygon)
+            for x1, y1, x2, y2 in meta.boxes:
+                w, h = max(meta.width, 1), max(meta.height, 1)
+                if x1 / w <= zx2 and x2 / w >= zx1 and y1 / h <= zy2 and y2 / h >= zy1:
+                    return True
+        return False
 
     def _keep_frame(self, meta: FrameMeta, pred: Prediction) -> bool:
         keep = self.settings.keep
@@ -223,13 +253,14 @@ class Detector:
         meta, message = work.meta, work.message
         for label in [b.label for b in pred.boxes] + ([pred.top1[0]] if pred.top1 else []):
             self.metrics.detections.labels(label).inc()
-        det_key = detections_key(meta.camera, meta.capture_ns, meta.seq)
+        named = self.settings.model
+        det_key = detections_key(meta.camera, meta.capture_ns, meta.seq, named)
         img_key = (
             frame_key(meta.camera, meta.capture_ns, meta.seq, meta.content_type)
             if self._keep_frame(meta, pred)
             else None
         )
-        doc = result_document(meta, pred, self.model, inference_ms, img_key, det_key)
+        doc = result_document(meta, pred, self.model, inference_ms, img_key, det_key, named)
         # stored_ns: when the detector finished the frame (the events record's latency).
         doc["stored_ns"] = time.time_ns()
         user_meta = {
@@ -241,7 +272,9 @@ class Detector:
 
         async def write() -> None:  # fresh coroutines for every attempt
             puts = [self.archive.put(det_key, body, "application/json", user_meta)]
-            if img_key:
+            # With several models the frame is one object: the first model to finish it
+            # writes it, the others find it there (same key, same bytes).
+            if img_key and not (named and await self.archive.exists(img_key)):
                 puts.append(self.archive.put(img_key, work.data, meta.content_type, user_meta))
             await asyncio.gather(*puts)
 
@@ -251,7 +284,7 @@ class Detector:
             times.archive_ms += (time.perf_counter() - t0) * 1000
             t0 = time.perf_counter()
             headers = {
-                Header.ID: f"{meta.message_id}-det",
+                Header.ID: f"{meta.message_id}-det" + (f"-{named}" if named else ""),
                 Header.CAMERA: meta.camera,
                 Header.CONTENT_TYPE: "application/json",
             }

@@ -134,7 +134,7 @@ class AlertRules:
         raised: list[RaisedAlert] = []
         frame = Frame.of(result)
         for index, rule in enumerate(self.rules):
-            if not rule.applies_to(result.camera):
+            if not rule.applies_to(result.camera) or not rule.reads(result.model.name):
                 continue
             zones = self._zones(rule, result.camera)
             found = match(rule, zones, frame)

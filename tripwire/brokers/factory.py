@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from tripwire.brokers.protocol import Broker, Feed
+from tripwire.brokers.routes import MotionRoute
 from tripwire.errors import ConfigError
 from tripwire.urls import redact
 
@@ -13,9 +15,19 @@ if TYPE_CHECKING:  # settings imports the adapters' settings blocks from this pa
     from tripwire.settings import BrokerSettings
 
 
-def open_broker(settings: BrokerSettings, url: str, feed: Feed = "motion") -> Broker:
+def open_broker(
+    settings: BrokerSettings,
+    url: str,
+    feed: Feed = "motion",
+    *,
+    routes: Sequence[MotionRoute] | None = None,
+    model: str | None = None,
+) -> Broker:
     """An unconnected adapter for ``url`` (call ``await broker.connect()``) whose ``fetch``
-    and ``depth`` read ``feed``: motion frames (detectors) or the events function's feed."""
+    and ``depth`` read ``feed``: motion frames (detectors) or the events function's feed.
+
+    ``routes``: every model's share of the motion stream (:func:`routes_of` the config),
+    declared on connect; ``model``: the one whose frames ``fetch`` and ``depth`` read."""
     scheme = urlsplit(url).scheme
     if scheme in {"nats", "tls"}:
         from tripwire.brokers.jetstream import JetStreamBroker
@@ -26,8 +38,12 @@ def open_broker(settings: BrokerSettings, url: str, feed: Feed = "motion") -> Br
             connect_timeout_s=settings.connect_timeout_s,
             publish_timeout_s=settings.publish_timeout_s,
             feed=feed,
+            routes=routes,
+            model=model,
         )
     if scheme in {"amqp", "amqps"}:
+        if any(not r.default for r in routes or ()) or model not in (None, "default"):
+            raise ConfigError("several models on RabbitMQ are not supported yet: use NATS")
         from tripwire.brokers.rabbitmq import RabbitBroker
 
         return RabbitBroker(

@@ -1,11 +1,20 @@
-"""NATS JetStream adapter: motion frames in a work-queue stream, pulled by one durable consumer.
+"""NATS JetStream adapter: motion frames in an interest stream, one durable consumer per model.
 
-Three streams are declared on connect: motion (work queue: a frame lives until the detector
-acks it), results (detections, alerts, event open/close, wake; limits retention) and dead
-letters. The consumer's lag (waiting + unacked) is exactly what the KEDA NATS JetStream
-scaler reads. The ``events`` feed is a second durable consumer, on the results stream,
-filtered to detections and event messages: the events function reads it.
-``subscribe`` is a plain core NATS subscription: a JetStream publish reaches it as well.
+Three streams are declared on connect: motion (interest retention: a frame lives until every
+model that serves its camera has acked it), results (detections, alerts, event open/close,
+wake; limits retention) and dead letters. Each model reads the motion stream through its own
+durable pull consumer (:mod:`tripwire.brokers.routes`; ``detector`` for the default model),
+so every model sees every frame once; with one model this is exactly a work queue. A
+consumer's lag (waiting + unacked) is what the KEDA NATS JetStream scaler reads.
+
+What bounds the motion stream: ``stream_max_bytes``, ``stream_max_age_s`` and
+``stream_max_msgs``. With one model the stream discards new frames when full (the gateway
+answers 503: back-pressure, nothing queued is lost); with several it discards the oldest, so
+that one stalled model cannot stop the others: its backlog is held up to those bounds and
+beyond them it loses its oldest frames (the others acked them long ago).
+
+The ``events`` feed is a durable consumer on the results stream, filtered to detections and
+event messages: the events function reads it. ``subscribe`` is a plain core NATS subscription.
 """
 
 from __future__ import annotations
@@ -15,7 +24,7 @@ import contextlib
 import logging
 import random
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, Literal
 
 import nats.errors
@@ -27,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from tripwire import contract
 from tripwire.brokers.jetstream_message import JetStreamMessage, visible
 from tripwire.brokers.protocol import Feed, Message, TransientMessage
+from tripwire.brokers.routes import DEFAULT_ROUTES, MotionRoute, pick
 from tripwire.contract import Header
 from tripwire.embedded_nats import MAX_PAYLOAD
 from tripwire.errors import BrokerError, BrokerUnavailable, PayloadTooLarge, PublishTimeout
@@ -70,7 +80,7 @@ class NatsSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    stream: str = Field("TRIPWIRE_MOTION", description="work-queue stream of motion frames")
+    stream: str = Field("TRIPWIRE_MOTION", description="interest stream of motion frames")
     subjects: list[str] = Field(
         default_factory=lambda: [f"{contract.MOTION_PREFIX}.>"],
         min_length=1,
@@ -80,9 +90,14 @@ class NatsSettings(BaseModel):
     replicas: int = Field(1, ge=1, le=5, description="stream replicas (NATS cluster only)")
     stream_max_bytes: int = Field(2 * GiB, ge=MiB, le=TiB, description="full: publish is 503")
     stream_max_age_s: float = Field(3600, gt=0, le=30 * DAY_S, description="drop older frames")
+    stream_max_msgs: int = Field(
+        -1, ge=-1, le=10**9, description="most frames held (-1 = no count limit)"
+    )
     max_msg_bytes: int = Field(MAX_PAYLOAD, ge=KiB, le=64 * MiB, description="largest frame")
     duplicate_window_s: float = Field(120, gt=0, le=DAY_S, description="Tripwire-Id dedup window")
-    durable: str = Field("detector", description="durable pull consumer shared by detectors")
+    durable: str = Field(
+        "detector", description="durable pull consumer of the detectors (detector-<model>)"
+    )
     events_durable: str = Field(
         "events", description="durable consumer of the events function on the results stream"
     )
@@ -153,9 +168,17 @@ class JetStreamBroker:
         connect_timeout_s: float,
         publish_timeout_s: float,
         feed: Feed = "motion",
+        routes: Sequence[MotionRoute] | None = None,
+        model: str | None = None,
     ) -> None:
         self.settings = settings
         self.feed = feed
+        # Routes given: this process knows the models (it loaded the config) and declares
+        # every model's consumer and the motion stream's discard policy. Not given: the
+        # default route only, declared when the stream has no consumer yet.
+        self._routes_given = routes is not None
+        self._routes = tuple(routes) if routes else DEFAULT_ROUTES
+        self.route = pick(self._routes, model)
         # What fetch and depth read: the motion stream's detector consumer, or the events
         # function's consumer of detections and event messages on the results stream.
         if feed == "events":
@@ -165,7 +188,8 @@ class JetStreamBroker:
                 f"{contract.EVENTS_PREFIX}.>",
             ]
         else:
-            self._stream, self._durable, self._filters = settings.stream, settings.durable, None
+            self._stream, self._filters = settings.stream, self.route.subjects()
+            self._durable = self.route.name(settings.durable, "-")
         self._url = url
         self._connect_timeout_s = connect_timeout_s
         self._publish_timeout_s = publish_timeout_s
@@ -294,10 +318,12 @@ class JetStreamBroker:
 
     async def _declare_streams(self) -> None:
         s = self.settings
-        # discard=new on motion: a full stream refuses frames (the gateway answers 503)
-        # instead of silently dropping frames already queued.
+        # One model: discard=new, a full stream refuses frames (the gateway answers 503)
+        # instead of silently dropping frames already queued. Several: discard=old, so that a
+        # stalled model loses its oldest frames instead of stopping every model.
+        discard = api.DiscardPolicy.NEW if len(self._routes) == 1 else api.DiscardPolicy.OLD
         streams = [
-            (s.stream, s.subjects, api.RetentionPolicy.WORK_QUEUE, api.DiscardPolicy.NEW,
+            (s.stream, s.subjects, api.RetentionPolicy.INTEREST, discard,
              s.stream_max_bytes, s.stream_max_age_s, s.max_msg_bytes),
             (s.results_stream, s.results_subjects, api.RetentionPolicy.LIMITS,
              api.DiscardPolicy.OLD, s.results_max_bytes, s.results_max_age_s, -1),
@@ -312,12 +338,31 @@ class JetStreamBroker:
                 discard=discard,
                 max_bytes=max_bytes,
                 max_age=max_age,
+                max_msgs=s.stream_max_msgs if name == s.stream else -1,
                 max_msg_size=max_msg_size,
                 storage=api.StorageType(s.storage),
                 num_replicas=s.replicas,
                 duplicate_window=s.duplicate_window_s,
             )
-            await self._ensure_stream(config)
+            # Without routes this process does not know the models: it leaves an existing
+            # motion stream's discard policy as the processes that know them declared it.
+            keep = name == s.stream and not self._routes_given
+            await self._ensure_stream(config, keep_discard=keep)
+        await self._declare_consumers()
+
+    async def _declare_consumers(self) -> None:
+        """Every model's consumer, before any frame is published: in an interest stream a
+        frame that no consumer wants is not stored."""
+        js, s = self._jetstream(), self.settings
+        try:
+            if not self._routes_given:
+                info = await js.stream_info(s.stream)
+                if info.state.consumer_count:
+                    return
+            for route in self._routes:
+                await js.add_consumer(s.stream, self._motion_consumer_config(route))
+        except Exception as exc:
+            raise self.wrap(exc, f"declare the consumers of {s.stream}") from exc
 
     async def _redeclare(self) -> None:
         try:
@@ -329,7 +374,7 @@ class JetStreamBroker:
         except Exception as exc:
             log.warning("%s", self.wrap(exc, "re-declare after reconnect"))
 
-    async def _ensure_stream(self, config: api.StreamConfig) -> None:
+    async def _ensure_stream(self, config: api.StreamConfig, *, keep_discard: bool = False) -> None:
         js = self._jetstream()
         try:
             try:
@@ -337,9 +382,35 @@ class JetStreamBroker:
             except nats.js.errors.BadRequestError as exc:
                 if exc.err_code != _ERR_STREAM_NAME_IN_USE:
                     raise
-                await js.update_stream(config)
+                await self._update_stream(js, config, keep_discard)
+        except BrokerError:
+            raise
         except Exception as exc:
             raise self.wrap(exc, f"declare stream {config.name}") from exc
+
+    async def _update_stream(
+        self, js: JetStreamContext, config: api.StreamConfig, keep_discard: bool
+    ) -> None:
+        """Update in place; a motion stream of the work-queue days (retention cannot change)
+        is replaced when it is empty, else the operator is told what to do."""
+        name = config.name or ""
+        current = await js.stream_info(name)
+        if keep_discard:
+            config.discard = current.config.discard
+        if current.config.retention == config.retention:
+            await js.update_stream(config)
+            return
+        if current.state.messages:
+            raise BrokerError(
+                f"nats stream {config.name} has {current.config.retention} retention and "
+                f"{current.state.messages} frames; let the detector drain it, then delete it "
+                f"(nats stream rm {config.name}) so that it is declared with "
+                f"{config.retention} retention"
+            )
+        log.warning("replacing the empty stream %s (retention %s -> %s)", config.name,
+                    current.config.retention, config.retention)  # fmt: skip
+        await js.delete_stream(name)
+        await js.add_stream(config)
 
     def _jetstream(self) -> JetStreamContext:
         if self._js is None or self._nc is None or self._nc.is_closed:
@@ -387,11 +458,29 @@ class JetStreamBroker:
             raise self.wrap(exc, f"publish {subject}") from exc
 
     def _consumer_config(self) -> api.ConsumerConfig:
+        if self.feed == "motion":
+            return self._motion_consumer_config(self.route)
         s = self.settings
         return api.ConsumerConfig(
             name=self._durable,
             durable_name=self._durable,
             filter_subjects=self._filters,
+            ack_policy=api.AckPolicy.EXPLICIT,
+            ack_wait=s.ack_wait_s,
+            max_ack_pending=s.max_ack_pending,
+            max_deliver=-1,  # unlimited: the detector dead-letters by delivery count itself
+        )
+
+    def _motion_consumer_config(self, route: MotionRoute) -> api.ConsumerConfig:
+        """A model's consumer. A named model added later starts from new frames, not from
+        what the stream holds for the others; the default one keeps today's start (all)."""
+        s = self.settings
+        durable = route.name(s.durable, "-")
+        return api.ConsumerConfig(
+            name=durable,
+            durable_name=durable,
+            filter_subjects=route.subjects(),
+            deliver_policy=api.DeliverPolicy.ALL if route.default else api.DeliverPolicy.NEW,
             ack_policy=api.AckPolicy.EXPLICIT,
             ack_wait=s.ack_wait_s,
             max_ack_pending=s.max_ack_pending,

@@ -115,6 +115,9 @@ class WorkerPool:
     crash_streak: int = 0
     last_crash: str | None = None  # the cause of the last crash, from the worker's log
     start_after: float = 0.0  # clock time before which no worker is started (backoff)
+    # A standby shared with other pools whose workers need the same imports (one model
+    # family): this pool forks from it but leaves starting and stopping it to its owner.
+    shared_standby: Zygote | None = None
     _stopping: set[asyncio.Task[None]] = field(default_factory=set)
     standby: Zygote | None = field(default=None, init=False)
 
@@ -125,7 +128,9 @@ class WorkerPool:
             raise ValueError(
                 f"prefork runs tripwire commands only, not {' '.join(self.command[:3])!r}"
             )
-        self.standby = Zygote(self.command[0], self.env, self.log_dir / "zygote.log")
+        self.standby = self.shared_standby or Zygote(
+            self.command[0], self.env, self.log_dir / "zygote.log"
+        )
 
     async def start(self) -> None:
         """Start the prefork standby now, so that it is ready before the first cold start."""
@@ -243,6 +248,14 @@ class WorkerPool:
         log.info("detector worker pid %d stopped (exit %s)", process.pid, process.returncode)
         timeline.record("worker_stopped", worker_pid=process.pid, code=process.returncode)
 
+    def drain(self) -> int:
+        """Ask every worker to stop gracefully (a rolling swap): the next :meth:`converge`
+        starts their replacements while they finish. Returns how many were asked."""
+        live = [w for w in self.workers if not w.stopping and w.process.returncode is None]
+        for worker in live:
+            self._stop(worker)
+        return len(live)
+
     async def stop_all(self) -> None:
         """Stop every worker (gracefully), then the prefork standby."""
         for worker in self.workers:
@@ -252,7 +265,7 @@ class WorkerPool:
             await asyncio.gather(*list(self._stopping), return_exceptions=True)
         with contextlib.suppress(WorkerFatal):  # reported by the step that saw it
             self.reap()
-        if self.standby is not None:
+        if self.standby is not None and self.shared_standby is None:
             await self.standby.stop()
 
 
