@@ -78,6 +78,15 @@ def _cmd_config_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_deploy_render(args: argparse.Namespace) -> int:
+    from tripwire.config import load_config
+    from tripwire.model_manifests import write
+
+    for path in write(load_config(args.config), args.broker, args.out):
+        print(path)
+    return 0
+
+
 def _cmd_gateway(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -477,6 +486,20 @@ def build_parser() -> argparse.ArgumentParser:
     wake.add_argument("--kubeconfig", help="default: in-cluster, else ~/.kube/config")
     wake.add_argument("--metrics-port", type=int, help="/metrics and /readyz (default 9110)")
     wake.set_defaults(func=_cmd_cluster_wake)
+
+    p = add("deploy", None, "cluster manifests")
+    deploy = p.add_subparsers(dest="deploy_command", required=True, metavar="ACTION")
+    render = deploy.add_parser(
+        "render",
+        help="one detector Deployment + ScaledObject per model of the config's models section",
+        description="write detector-<model>.yaml (Deployment, PodDisruptionBudget, "
+        "ScaledObject) per model and a kustomization.yaml over deploy/k3s/overlays/<broker> "
+        "that replaces the single shipped detector with them",
+    )
+    render.add_argument("--config", required=True, type=Path, help="camera config with models:")
+    render.add_argument("--broker", choices=["nats", "rabbitmq"], default="nats")
+    render.add_argument("--out", type=Path, default=Path("deploy-models"), help="output folder")
+    render.set_defaults(func=_cmd_deploy_render)
 
     p = add("bench", None, "benchmarks on this machine")
     bench = p.add_subparsers(dest="bench_command", required=True, metavar="ACTION")

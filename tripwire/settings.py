@@ -219,6 +219,11 @@ class DetectorSettings(CommonSettings):
     weights: str = Field(
         "yolo11n.pt", description=".pt/.onnx/.tflite weights, or a .yaml for an untrained model"
     )
+    models_dir: Path | None = Field(
+        None,
+        description="with --model: load <models_dir>/<file name of the model's weights> "
+        "(a pod's fetched weights) instead of the path the config gives",
+    )
     model: str | None = Field(
         None,
         description="serve this model of the config's models: section (its weights, task, "

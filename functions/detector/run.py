@@ -7,6 +7,7 @@ import contextlib
 import logging
 import signal
 import sys
+from pathlib import Path
 
 from functions.detector.metrics import DetectorMetrics, HealthServer
 from functions.detector.model import Model, ModelError, ModelOptions
@@ -45,9 +46,12 @@ def for_model(settings: DetectorSettings, cameras: CamerasFile) -> DetectorSetti
     if served is None:
         known = [m.name for m in cameras.models] or "none: the config has no models section"
         raise ConfigError(f"model {settings.model!r} is not declared in the config ({known})")
+    weights = served.weights
+    if settings.models_dir is not None:
+        weights = str(settings.models_dir / Path(weights).name)
     return settings.model_copy(
         update={
-            "weights": served.weights,
+            "weights": weights,
             "task": served.task,
             # auto: the process's own setting (a GPU pod's cuda:0 stays).
             "device": settings.device if served.device == "auto" else served.device,

@@ -187,8 +187,10 @@ class JetStreamBroker:
                 f"{contract.DETECTIONS_PREFIX}.>",
                 f"{contract.EVENTS_PREFIX}.>",
             ]
+        elif self.route is None:  # publishes only: several models, none named
+            self._stream, self._durable, self._filters = settings.stream, "", None
         else:
-            self._stream, self._filters = settings.stream, self.route.subjects()
+            self._stream, self._filters = settings.stream, self._camera_filters(self.route)
             self._durable = self.route.name(settings.durable, "-")
         self._url = url
         self._connect_timeout_s = connect_timeout_s
@@ -458,7 +460,7 @@ class JetStreamBroker:
             raise self.wrap(exc, f"publish {subject}") from exc
 
     def _consumer_config(self) -> api.ConsumerConfig:
-        if self.feed == "motion":
+        if self.feed == "motion" and self.route is not None:
             return self._motion_consumer_config(self.route)
         s = self.settings
         return api.ConsumerConfig(
@@ -471,6 +473,14 @@ class JetStreamBroker:
             max_deliver=-1,  # unlimited: the detector dead-letters by delivery count itself
         )
 
+    def _camera_filters(self, route: MotionRoute) -> list[str] | None:
+        """The subjects of the cameras ``route`` serves, under the stream's own subjects
+        (``tripwire.motion.>`` -> ``tripwire.motion.cam-1``); None = every frame."""
+        if not route.cameras:
+            return None
+        bases = [subject[:-1] for subject in self.settings.subjects if subject.endswith(".>")]
+        return [base + camera for base in bases for camera in route.cameras] or None
+
     def _motion_consumer_config(self, route: MotionRoute) -> api.ConsumerConfig:
         """A model's consumer. A named model added later starts from new frames, not from
         what the stream holds for the others; the default one keeps today's start (all)."""
@@ -479,7 +489,7 @@ class JetStreamBroker:
         return api.ConsumerConfig(
             name=durable,
             durable_name=durable,
-            filter_subjects=route.subjects(),
+            filter_subjects=self._camera_filters(route),
             deliver_policy=api.DeliverPolicy.ALL if route.default else api.DeliverPolicy.NEW,
             ack_policy=api.AckPolicy.EXPLICIT,
             ack_wait=s.ack_wait_s,
@@ -491,6 +501,11 @@ class JetStreamBroker:
         """The durable pull consumer, created (or updated) on first use."""
         if self._sub is not None:
             return self._sub
+        if not self._durable:
+            raise BrokerError(
+                f"nats {self._stream}: {len(self._routes)} models read it; name the model whose "
+                "frames to fetch or measure (open_broker(..., model=NAME))"
+            )
         js, stream, durable = self._jetstream(), self._stream, self._durable
         async with self._consumer_lock:
             if self._sub is None:

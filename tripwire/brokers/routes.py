@@ -36,19 +36,18 @@ class MotionRoute:
         return base if self.default else f"{base}{sep}{self.model}"
 
     def subjects(self) -> list[str] | None:
-        """The motion subjects (routing keys) it reads; None = all of them."""
+        """The contract's motion subjects (routing keys) it reads; None = all of them."""
         return [motion_subject(c) for c in self.cameras] or None
 
 
 DEFAULT_ROUTES: tuple[MotionRoute, ...] = (MotionRoute(),)
 
 
-def pick(routes: Sequence[MotionRoute], model: str | None) -> MotionRoute:
-    """The route of ``model`` (None: the only route, or the default one)."""
+def pick(routes: Sequence[MotionRoute], model: str | None) -> MotionRoute | None:
+    """The route of ``model``; None: the only route, or none when there are several (a
+    publisher, or a process that reads no model's frames)."""
     if model is None:
-        if len(routes) == 1:
-            return routes[0]
-        model = DEFAULT_MODEL
+        return routes[0] if len(routes) == 1 else None
     for route in routes:
         if route.model == model:
             return route

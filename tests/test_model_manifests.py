@@ -1,0 +1,90 @@
+"""``tripwire deploy render``: one detector Deployment + ScaledObject per model, built with the
+shipped overlay by kustomize and validated like the shipped manifests; the local scaler reads
+the same generated ScaledObject."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.test_k3s_manifests import CRD_DIR, KUBERNETES, _materialize, kubectl_build, python_build
+from tripwire.config import parse_config
+from tripwire.model_manifests import model_policies, write
+from tripwire.scaler.policy import policy_from_object
+
+CONFIG = {
+    "cameras": [{"id": "cam-1", "token_hash": "sha256:" + "ab" * 32}],
+    "models": [
+        {"name": "coco", "weights": "/anywhere/yolov8n_int8.tflite", "task": "detect"},
+        {
+            "name": "accident",
+            "weights": "accident-cls.pt",
+            "task": "classify",
+            "device": "cpu",
+            "scaling": {"max_replicas": 2, "lag_threshold": 8, "cooldown_period_s": 120},
+        },
+    ],
+}
+
+
+@pytest.mark.parametrize("broker", ["nats", "rabbitmq"])
+def test_render_builds_one_detector_per_model(tmp_path: Path, broker: Any) -> None:
+    deploy = _materialize(tmp_path)
+    out = tmp_path / "models"
+    write(parse_config(CONFIG), broker, out, root=deploy.parent)
+    objects = kubectl_build(out) if shutil.which("kubectl") else python_build(out)
+    names = {(o["kind"], o["metadata"]["name"]) for o in objects}
+    assert ("Deployment", "tripwire-detector") not in names
+    assert ("ScaledObject", "tripwire-detector") not in names
+    for model in ("coco", "accident"):
+        for kind in ("Deployment", "PodDisruptionBudget", "ScaledObject"):
+            assert (kind, f"tripwire-detector-{model}") in names
+    deployments = {o["metadata"]["name"]: o for o in objects if o["kind"] == "Deployment"}
+    accident = deployments["tripwire-detector-accident"]
+    pod = accident["spec"]["template"]
+    assert accident["spec"]["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    (container,) = pod["spec"]["containers"]
+    assert container["args"] == ["detector", "--model", "accident"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["TRIPWIRE_MODELS_DIR"] == "/models" and "TRIPWIRE_WEIGHTS" not in env
+    assert "TRIPWIRE_DEVICE" not in env  # the model's own device (cpu) from the config
+    fetch = pod["spec"]["initContainers"][0]["args"][0]
+    assert "models/accident-cls.pt /models/accident-cls.pt" in fetch
+    coco_env = {e["name"]: e.get("value") for e in deployments["tripwire-detector-coco"]
+                ["spec"]["template"]["spec"]["containers"][0]["env"]}  # fmt: skip
+    assert coco_env["TRIPWIRE_DEVICE"] == "cuda:0"  # auto: the GPU pod's setting stays
+
+    kubernetes_validate = pytest.importorskip("kubernetes_validate", reason="deploy extra")
+    jsonschema = pytest.importorskip("jsonschema", reason="test extra")
+    for obj in objects:
+        if not obj["apiVersion"].startswith(("keda.sh/", "monitoring.coreos.com/")):
+            kubernetes_validate.validate(obj, KUBERNETES, strict=True)
+    scaled = {o["metadata"]["name"]: o for o in objects if o["kind"] == "ScaledObject"}
+    if CRD_DIR.is_dir():
+        schemas = {}
+        for path in CRD_DIR.glob("*.yaml"):
+            for crd in yaml.safe_load_all(path.read_text()):
+                for version in crd["spec"]["versions"]:
+                    kind = crd["spec"]["names"]["kind"]
+                    key = (f"{crd['spec']['group']}/{version['name']}", kind)
+                    schemas[key] = version["schema"]["openAPIV3Schema"]
+        for obj in scaled.values():
+            jsonschema.Draft4Validator(schemas[(obj["apiVersion"], obj["kind"])]).validate(obj)
+
+    # The local scaler runs exactly what KEDA gets, model by model.
+    local = model_policies(parse_config(CONFIG), broker)
+    for model, policy in local.items():
+        built = policy_from_object(scaled[f"tripwire-detector-{model}"])
+        assert built.model_dump(exclude={"source"}) == policy.model_dump(exclude={"source"})
+    assert local["accident"].max_replicas == 2 and local["accident"].target_value == 8
+    assert local["accident"].cooldown_period_s == 120
+    assert local["coco"].max_replicas == 4 and local["coco"].cooldown_period_s == 60  # shipped
+    trigger = scaled["tripwire-detector-accident"]["spec"]["triggers"][0]["metadata"]
+    if broker == "nats":
+        assert trigger["consumer"] == "detector-accident"
+    else:
+        assert trigger["queueName"] == "tripwire.motion.accident"
