@@ -14,12 +14,15 @@ from tripwire.event_messages import RESULT_SCHEMA
 def model_info(model: Model, name: str | None = None) -> dict[str, Any]:
     """``name``: the model's name in the config's models section, which the events record and
     the alert rules key on; None (one default model) = the weights' own name, as before."""
-    return {
+    info = {
         "name": name or model.name,
         "version": model.version,
         "task": model.task,
         "untrained": model.untrained,
     }
+    if name:  # which weights served the named model (it may be swapped)
+        info["weights"] = model.name
+    return info
 
 
 def result_document(
