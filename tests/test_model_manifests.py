@@ -11,7 +11,17 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.test_k3s_manifests import CRD_DIR, KUBERNETES, _materialize, kubectl_build, python_build
+from tests.k8s_cluster import Plane
+from tests.k8s_dryrun import NEWER, OK, REFUSED, dry_run
+from tests.test_k3s_manifests import (
+    CRD_DIR,
+    KUBERNETES,
+    NAMESPACE,
+    _materialize,
+    kubectl_build,
+    python_build,
+)
+from tests.test_k3s_server_dryrun import plane  # noqa: F401  (the fixture)
 from tripwire.config import parse_config
 from tripwire.model_manifests import model_policies, write
 from tripwire.scaler.policy import policy_from_object
@@ -88,3 +98,25 @@ def test_render_builds_one_detector_per_model(tmp_path: Path, broker: Any) -> No
         assert trigger["consumer"] == "detector-accident"
     else:
         assert trigger["queueName"] == "tripwire.motion.accident"
+
+
+def test_rendered_objects_pass_a_server_side_dry_run(plane: Plane, tmp_path: Path) -> None:  # noqa: F811
+    """Each model's Deployment and ScaledObject through the real kube-apiserver (1.20, KEDA's
+    CRDs installed); its PodDisruptionBudget (policy/v1) is left to the schemas above."""
+    deploy = _materialize(tmp_path)
+    out = tmp_path / "models"
+    write(parse_config(CONFIG), "nats", out, root=deploy.parent)
+    rendered = [
+        d for p in sorted(out.glob("detector-*.yaml")) for d in yaml.safe_load_all(p.read_text())
+    ]
+    for obj in rendered:
+        obj["metadata"]["namespace"] = NAMESPACE
+    results = dry_run(plane, rendered)
+    assert not [r for r in results if r.result == REFUSED], results
+    checked = sorted((r.kind, r.name) for r in results if r.result in (OK, NEWER))
+    assert checked == [
+        ("Deployment", "tripwire-detector-accident"),
+        ("Deployment", "tripwire-detector-coco"),
+        ("ScaledObject", "tripwire-detector-accident"),
+        ("ScaledObject", "tripwire-detector-coco"),
+    ]
