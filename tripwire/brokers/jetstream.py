@@ -30,6 +30,7 @@ from tripwire.brokers.protocol import Feed, Message, TransientMessage
 from tripwire.contract import Header
 from tripwire.embedded_nats import MAX_PAYLOAD
 from tripwire.errors import BrokerError, BrokerUnavailable, PayloadTooLarge, PublishTimeout
+from tripwire.retry import retry
 from tripwire.urls import redact, scrub
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,10 @@ _UNAVAILABLE = (
     TimeoutError,
     OSError,
 )
+
+
+# What nats-py raises; anything else is a bug of ours and propagates as itself.
+_NATS_ERRORS = (nats.errors.Error, OSError)
 
 
 class NatsSettings(BaseModel):
@@ -199,30 +204,32 @@ class JetStreamBroker:
         await self.close()  # a client still reconnecting on its own is replaced, not leaked
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._connect_timeout_s
-        delay = self.settings.reconnect_wait_s
         attempts = 0
-        while True:
+
+        async def attempt() -> None:
+            nonlocal attempts
             attempts += 1
-            try:
-                await self._attempt(deadline - loop.time())
-                break
-            except BrokerUnavailable as exc:
-                last = str(exc)
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise BrokerUnavailable(
-                    f"nats {redact(self._url)}: not reachable after {attempts} attempt(s) in "
-                    f"{self._connect_timeout_s:g}s; last error: {last}"
-                )
-            await asyncio.sleep(min(delay * random.uniform(0.8, 1.2), remaining))
-            delay = min(delay * 2, self.settings.reconnect_max_wait_s)
+            await self._attempt(max(deadline - loop.time(), 0.05))
+
+        try:
+            await retry(
+                attempt,
+                first_s=self.settings.reconnect_wait_s,
+                max_s=self.settings.reconnect_max_wait_s,
+                deadline_s=self._connect_timeout_s,
+            )
+        except BrokerUnavailable as exc:
+            raise BrokerUnavailable(
+                f"nats {redact(self._url)}: not reachable after {attempts} attempt(s) in "
+                f"{self._connect_timeout_s:g}s; last error: {exc}"
+            ) from None
         log.info("nats %s connected (stream %s)", redact(self._url), self.settings.stream)
 
     async def _attempt(self, budget: float) -> None:
         """Connect once and declare the streams; BrokerUnavailable means try again."""
         try:
             nc = await self._open(budget)
-        except Exception as exc:
+        except (OSError, TimeoutError, nats.errors.Error) as exc:  # refused, TLS, auth, ...
             raise BrokerUnavailable(scrub(_describe(exc), self._url)) from None
         self._nc, self._js, self._sub = nc, nc.jetstream(timeout=self._publish_timeout_s), None
         try:
@@ -326,7 +333,7 @@ class JetStreamBroker:
                 await self._jetstream().add_consumer(self._stream, self._consumer_config())
         except BrokerError as exc:
             log.warning("%s", exc)
-        except Exception as exc:
+        except _NATS_ERRORS as exc:
             log.warning("%s", self.wrap(exc, "re-declare after reconnect"))
 
     async def _ensure_stream(self, config: api.StreamConfig) -> None:
@@ -338,7 +345,7 @@ class JetStreamBroker:
                 if exc.err_code != _ERR_STREAM_NAME_IN_USE:
                     raise
                 await js.update_stream(config)
-        except Exception as exc:
+        except _NATS_ERRORS as exc:
             raise self.wrap(exc, f"declare stream {config.name}") from exc
 
     def _jetstream(self) -> JetStreamContext:
@@ -383,7 +390,7 @@ class JetStreamBroker:
                 f"nats {redact(self._url)}: publish {subject}: no ack within "
                 f"{self._publish_timeout_s:g}s"
             ) from exc
-        except Exception as exc:
+        except _NATS_ERRORS as exc:
             raise self.wrap(exc, f"publish {subject}") from exc
 
     def _consumer_config(self) -> api.ConsumerConfig:
@@ -408,7 +415,7 @@ class JetStreamBroker:
                 try:
                     await js.add_consumer(stream, self._consumer_config())
                     self._sub = await js.pull_subscribe_bind(durable=durable, stream=stream)
-                except Exception as exc:
+                except _NATS_ERRORS as exc:
                     raise self.wrap(exc, f"create consumer {stream}/{durable}") from exc
             return self._sub
 
@@ -423,7 +430,7 @@ class JetStreamBroker:
             msgs = await sub.fetch(batch=max(1, max_messages), timeout=max(timeout, 0.01))
         except TimeoutError:
             return []
-        except Exception as exc:
+        except _NATS_ERRORS as exc:
             raise self.wrap(exc, f"fetch from {self._stream}") from exc
         return [JetStreamMessage(self, m) for m in msgs]
 
@@ -436,7 +443,7 @@ class JetStreamBroker:
             info = await self._jetstream().consumer_info(
                 stream, durable, timeout=self._publish_timeout_s
             )
-        except Exception as exc:
+        except _NATS_ERRORS as exc:
             raise self.wrap(exc, f"consumer info {stream}/{durable}") from exc
         return (info.num_pending or 0) + (info.num_ack_pending or 0)
 
@@ -451,7 +458,7 @@ class JetStreamBroker:
             raise BrokerUnavailable(f"nats {redact(self._url)}: subscribe {subject}: not connected")
         try:
             sub = await nc.subscribe(subject)
-        except Exception as exc:
+        except _NATS_ERRORS as exc:
             raise self.wrap(exc, f"subscribe {subject}") from exc
         try:
             # nats-py ends this iterator when the client closes.

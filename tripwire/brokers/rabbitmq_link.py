@@ -19,6 +19,7 @@ from pika import exceptions as pika_errors
 from pika.adapters.asyncio_connection import AsyncioConnection
 
 from tripwire.errors import BrokerError, BrokerUnavailable
+from tripwire.retry import retry
 from tripwire.urls import redact, scrub
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,9 @@ _FATAL = (
     pika_errors.ProbableAccessDeniedError,
     pika_errors.ChannelClosedByBroker,
 )
+# Failures to connect that a later attempt may not see: refused, reset, DNS, a broker
+# starting up, a declare that met a broker going down.
+_CONNECT_ERRORS = (pika_errors.AMQPError, OSError, BrokerUnavailable)
 
 Ready = Callable[[Any], Awaitable[None]]
 Lost = Callable[[BaseException], None]
@@ -107,27 +111,31 @@ class Link:
         """Connect, retrying with backoff; BrokerUnavailable after ``timeout_s``."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
-        delay = FIRST_BACKOFF_S
         last = "timed out"
         self._closing = False
-        while True:
-            left = deadline - loop.time()
+
+        async def attempt() -> None:
+            nonlocal last
             try:
+                left = max(deadline - loop.time(), 0.05)
                 await asyncio.wait_for(self._attempt(), min(left, self._attempt_timeout_s))
-                return
             except _FATAL as exc:
                 raise BrokerError(self._context(describe(exc, self._url))) from None
             except TimeoutError:
-                pass  # keep the reason of the previous attempt: "refused" says more
-            except Exception as exc:  # every failure to connect is retried until the deadline
+                # Keep the reason of the previous attempt: "refused" says more.
+                raise BrokerUnavailable(last) from None
+            except _CONNECT_ERRORS as exc:
                 last = describe(exc, self._url)
-            left = deadline - loop.time()
-            if left <= 0:
-                raise BrokerUnavailable(
-                    self._context(f"not reachable within {timeout_s:g} s: {last}")
-                ) from None
-            await asyncio.sleep(min(delay, left))
-            delay = min(delay * 2, self._max_backoff_s)
+                raise BrokerUnavailable(last) from None
+
+        try:
+            await retry(
+                attempt, first_s=FIRST_BACKOFF_S, max_s=self._max_backoff_s, deadline_s=timeout_s
+            )
+        except BrokerUnavailable:
+            raise BrokerUnavailable(
+                self._context(f"not reachable within {timeout_s:g} s: {last}")
+            ) from None
 
     async def rpc(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Call a channel method with ``callback=`` and await its reply frame."""
@@ -227,18 +235,21 @@ class Link:
             self._reconnector = asyncio.get_running_loop().create_task(self._reconnect())
 
     async def _reconnect(self) -> None:
-        delay = FIRST_BACKOFF_S
-        while not self._closing:
-            await asyncio.sleep(delay)
+        """Reopen until it works or :meth:`close`: the outage may be long."""
+
+        async def attempt() -> None:
             try:
                 await asyncio.wait_for(self._attempt(), self._attempt_timeout_s)
-            except Exception as exc:  # keep trying until close(): the outage may be long
-                log.warning(
-                    "%s; next try in %.1f s",
-                    self._context(f"reconnect failed: {describe(exc, self._url)}"),
-                    min(delay * 2, self._max_backoff_s),
-                )
-                delay = min(delay * 2, self._max_backoff_s)
-            else:
-                log.info("%s", self._context("reconnected"))
-                return
+            except (TimeoutError, *_FATAL, *_CONNECT_ERRORS, BrokerError) as exc:
+                raise BrokerUnavailable(describe(exc, self._url)) from None
+
+        def on_retry(error: BaseException, _attempt: int, wait_s: float) -> None:
+            log.warning(
+                "%s; next try in %.1f s", self._context(f"reconnect failed: {error}"), wait_s
+            )
+
+        await asyncio.sleep(FIRST_BACKOFF_S)
+        await retry(
+            attempt, first_s=FIRST_BACKOFF_S * 2, max_s=self._max_backoff_s, on_retry=on_retry
+        )
+        log.info("%s", self._context("reconnected"))
