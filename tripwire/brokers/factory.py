@@ -9,7 +9,7 @@ from tripwire.brokers.protocol import Broker, Feed
 from tripwire.errors import ConfigError
 from tripwire.urls import redact
 
-if TYPE_CHECKING:  # settings imports the adapters' settings blocks from this package
+if TYPE_CHECKING:  # settings imports the broker settings blocks from this package
     from tripwire.settings import BrokerSettings
 
 
