@@ -39,8 +39,9 @@ from pydantic import BaseModel
 from functions.detector.model import Model, ModelOptions, Task
 from functions.detector.worker import Detector
 from tripwire.archive import detections_key, frame_key
-from tripwire.brokers.jetstream import JetStreamBroker, MiB, NatsSettings
-from tripwire.brokers.rabbitmq import RabbitBroker, RabbitSettings
+from tripwire.brokers.jetstream import JetStreamBroker
+from tripwire.brokers.rabbitmq import RabbitBroker
+from tripwire.brokers.settings import MiB, NatsSettings, RabbitSettings
 from tripwire.contract import (
     FrameMeta,
     alerts_subject,

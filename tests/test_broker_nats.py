@@ -15,8 +15,9 @@ import pytest
 from nats.js.api import RawStreamMsg, StreamInfo
 
 from tripwire import embedded_nats
-from tripwire.brokers.jetstream import JetStreamBroker, NatsSettings
+from tripwire.brokers.jetstream import JetStreamBroker
 from tripwire.brokers.protocol import Broker, Message
+from tripwire.brokers.settings import NatsSettings
 from tripwire.contract import FrameMeta, Header
 from tripwire.embedded_nats import EmbeddedNats, free_port
 from tripwire.errors import BrokerError, BrokerUnavailable, PublishTimeout

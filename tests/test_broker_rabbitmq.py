@@ -19,8 +19,8 @@ from pydantic import ValidationError
 
 from tests.rabbitmq_admin import admin as _admin
 from tripwire.brokers.protocol import Broker, Message
-from tripwire.brokers.rabbitmq import RabbitBroker, RabbitSettings
-from tripwire.brokers.rabbitmq_confirms import topic_matches
+from tripwire.brokers.rabbitmq import RabbitBroker, topic_matches
+from tripwire.brokers.settings import RabbitSettings
 from tripwire.contract import FrameMeta, Header, motion_subject
 from tripwire.errors import BrokerError, BrokerUnavailable
 

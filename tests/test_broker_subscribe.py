@@ -19,9 +19,10 @@ import pytest
 
 from tests.rabbitmq_admin import admin as _admin
 from tripwire import contract
-from tripwire.brokers.jetstream import JetStreamBroker, MiB, NatsSettings
+from tripwire.brokers.jetstream import JetStreamBroker
 from tripwire.brokers.protocol import Broker, Message
-from tripwire.brokers.rabbitmq import RabbitBroker, RabbitSettings
+from tripwire.brokers.rabbitmq import RabbitBroker
+from tripwire.brokers.settings import MiB, NatsSettings, RabbitSettings
 from tripwire.contract import Header
 from tripwire.embedded_nats import EmbeddedNats
 from tripwire.errors import BrokerError, BrokerUnavailable

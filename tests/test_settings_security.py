@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from tripwire.brokers.rabbitmq import RabbitBroker, RabbitSettings
+from tripwire.brokers.rabbitmq import RabbitBroker
+from tripwire.brokers.settings import RabbitSettings
 from tripwire.cli import main
 from tripwire.errors import ConfigError
 from tripwire.logs import FORMAT, RedactingFormatter, add_secret

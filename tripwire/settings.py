@@ -1,7 +1,8 @@
 """Typed process settings, read from ``TRIPWIRE_*`` environment variables.
 
 One ``BaseSettings`` class per process; nested blocks use ``__`` (for example
-``TRIPWIRE_BROKER__NATS__STREAM``). Broker adapters own their own settings blocks.
+``TRIPWIRE_BROKER__NATS__STREAM``). The broker blocks live in ``tripwire.brokers.settings``,
+apart from the adapters, so that a process loads only the client library it uses.
 """
 
 from __future__ import annotations
@@ -17,8 +18,7 @@ from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tripwire.archive.settings import ArchiveSettings
-from tripwire.brokers.jetstream import NatsSettings
-from tripwire.brokers.rabbitmq import RabbitSettings
+from tripwire.brokers.settings import NatsSettings, RabbitSettings
 from tripwire.eventstore.settings import StoreSettings
 from tripwire.logs import add_secret
 

@@ -43,6 +43,7 @@ from tripwire.errors import (
     BrokerRejected,
     ContractError,
 )
+from tripwire.retry import retry
 from tripwire.settings import DetectorSettings
 
 log = logging.getLogger(__name__)
@@ -320,28 +321,39 @@ class Detector:
         self.metrics.end_to_end_seconds.observe(max(0.0, (time.time_ns() - meta.capture_ns) / 1e9))
 
     async def _retrying(self, message: Message, op: Callable[[], Awaitable[T]]) -> T:
-        """Run ``op`` until it succeeds; hold the message through transient outages."""
-        delay = self.settings.retry_backoff_s
-        while True:
-            try:
-                return await op()
-            except BrokerRejected:
-                raise  # permanent: the same message would be refused for ever
-            except (ArchiveUnavailable, BrokerError) as exc:
-                if isinstance(exc, ArchiveUnavailable):
-                    self.metrics.archive_errors.inc()
-                self.counts.retries += 1
-                if self.stopping:
-                    await self._release([message], reason="stopping during an outage")
-                    raise _Released from None
+        """Run ``op`` until it succeeds; hold the message through transient outages.
+
+        Any broker error but a rejection is held too: a lost binding or a channel being
+        reopened heals in seconds, and holding the frame is cheaper than its redelivery.
+        """
+
+        def on_retry(exc: BaseException, _attempt: int, wait_s: float) -> None:
+            if isinstance(exc, ArchiveUnavailable):
+                self.metrics.archive_errors.inc()
+            self.counts.retries += 1
+            if not self.stopping:
                 log.warning(
-                    "transient failure, holding the frame and retrying in %.1fs: %s", delay, exc
+                    "transient failure, holding the frame and retrying in %.1fs: %s", wait_s, exc
                 )
-                with contextlib.suppress(BrokerError):
-                    await message.in_progress()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), delay)
-                delay = min(delay * 2, MAX_RETRY_DELAY_S)
+
+        async def hold(wait_s: float) -> None:
+            if self.stopping:
+                await self._release([message], reason="stopping during an outage")
+                raise _Released from None
+            with contextlib.suppress(BrokerError):
+                await message.in_progress()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), wait_s)
+
+        return await retry(
+            op,
+            first_s=self.settings.retry_backoff_s,
+            max_s=MAX_RETRY_DELAY_S,
+            on_retry=on_retry,
+            sleep=hold,
+            transient=(ArchiveUnavailable, BrokerError),
+            permanent=BrokerRejected,  # the same message would be refused for ever
+        )
 
     async def _dead(self, message: Message, reason: str) -> None:
         log.warning("dead-lettering %s: %s", message.subject, reason)

@@ -11,7 +11,7 @@ from tripwire.brokers.routes import MotionRoute
 from tripwire.errors import ConfigError
 from tripwire.urls import redact
 
-if TYPE_CHECKING:  # settings imports the adapters' settings blocks from this package
+if TYPE_CHECKING:  # settings imports the broker settings blocks from this package
     from tripwire.settings import BrokerSettings
 
 

@@ -23,32 +23,25 @@ import asyncio
 import contextlib
 import logging
 import random
-import re
 from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Any, Literal
+from typing import Any
 
 import nats.errors
 import nats.js.errors
 from nats.aio.client import Client, Server
 from nats.js import JetStreamContext, api
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tripwire import contract
 from tripwire.brokers.jetstream_message import JetStreamMessage, visible
 from tripwire.brokers.protocol import Feed, Message, TransientMessage
 from tripwire.brokers.routes import DEFAULT_ROUTES, MotionRoute, pick
+from tripwire.brokers.settings import NatsSettings
 from tripwire.contract import Header
-from tripwire.embedded_nats import MAX_PAYLOAD
 from tripwire.errors import BrokerError, BrokerUnavailable, PayloadTooLarge, PublishTimeout
+from tripwire.retry import retry
 from tripwire.urls import redact, scrub
 
 log = logging.getLogger(__name__)
-
-KiB = 1024
-MiB = 1024 * KiB
-GiB = 1024 * MiB
-TiB = 1024 * GiB
-DAY_S = 86_400.0
 
 # JetStream's dedup header; the contract's Tripwire-Id is copied into it.
 NATS_MSG_ID = "Nats-Msg-Id"
@@ -57,9 +50,6 @@ NATS_MSG_ID = "Nats-Msg-Id"
 _ERR_STREAM_NAME_IN_USE = 10058  # exists with a different config: update it instead
 _ERR_MSG_TOO_BIG = 10054  # message size exceeds the stream's max_msg_size
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-# Dot-separated non-empty tokens; '*' only as a whole token, '>' only as the whole last one.
-_SUBJECT_RE = re.compile(r"^(?:(?:[^.\s*>]+|\*)\.)*(?:[^.\s*>]+|\*|>)$")
 _UNAVAILABLE = (
     nats.errors.ConnectionClosedError,
     nats.errors.ConnectionReconnectingError,
@@ -75,78 +65,8 @@ _UNAVAILABLE = (
 )
 
 
-class NatsSettings(BaseModel):
-    """Streams, consumer and reconnect policy of the NATS JetStream adapter."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    stream: str = Field("TRIPWIRE_MOTION", description="interest stream of motion frames")
-    subjects: list[str] = Field(
-        default_factory=lambda: [f"{contract.MOTION_PREFIX}.>"],
-        min_length=1,
-        description="subjects the motion stream captures",
-    )
-    storage: Literal["file", "memory"] = Field("file", description="memory loses all on restart")
-    replicas: int = Field(1, ge=1, le=5, description="stream replicas (NATS cluster only)")
-    stream_max_bytes: int = Field(2 * GiB, ge=MiB, le=TiB, description="full: publish is 503")
-    stream_max_age_s: float = Field(3600, gt=0, le=30 * DAY_S, description="drop older frames")
-    stream_max_msgs: int = Field(
-        -1, ge=-1, le=10**9, description="most frames held (-1 = no count limit)"
-    )
-    max_msg_bytes: int = Field(MAX_PAYLOAD, ge=KiB, le=64 * MiB, description="largest frame")
-    duplicate_window_s: float = Field(120, gt=0, le=DAY_S, description="Tripwire-Id dedup window")
-    durable: str = Field(
-        "detector", description="durable pull consumer of the detectors (detector-<model>)"
-    )
-    events_durable: str = Field(
-        "events", description="durable consumer of the events function on the results stream"
-    )
-    ack_wait_s: float = Field(30, ge=1, le=3600, description="redeliver if unacked this long")
-    max_ack_pending: int = Field(1000, ge=1, le=1_000_000, description="frames in flight, max")
-    results_stream: str = Field(
-        "TRIPWIRE_RESULTS", description="detections, alerts, event open/close, wake"
-    )
-    results_subjects: list[str] = Field(
-        default_factory=lambda: [
-            f"{contract.DETECTIONS_PREFIX}.>",
-            f"{contract.ALERTS_PREFIX}.>",
-            f"{contract.EVENTS_PREFIX}.>",
-            contract.WAKE_SUBJECT,
-        ],
-        min_length=1,
-        description="subjects the results stream captures",
-    )
-    results_max_bytes: int = Field(GiB, ge=MiB, le=TiB, description="results stream size")
-    results_max_age_s: float = Field(DAY_S, gt=0, le=365 * DAY_S, description="keep results")
-    dead_stream: str = Field("TRIPWIRE_DEAD", description="stream of dead-lettered messages")
-    dead_prefix: str = Field(contract.DEAD_PREFIX, description="subject S dies to <prefix>.S")
-    dead_max_bytes: int = Field(GiB, ge=MiB, le=TiB, description="dead-letter stream size")
-    dead_max_age_s: float = Field(7 * DAY_S, gt=0, le=365 * DAY_S, description="keep dead")
-    reconnect_wait_s: float = Field(0.5, gt=0, le=60, description="first retry delay, doubling")
-    reconnect_max_wait_s: float = Field(10, gt=0, le=600, description="retry delay cap")
-
-    @model_validator(mode="after")
-    def _check(self) -> NatsSettings:
-        names = (
-            self.stream, self.results_stream, self.dead_stream, self.durable, self.events_durable
-        )  # fmt: skip
-        for name in names:
-            if not _NAME_RE.match(name):
-                raise ValueError(f"name {name!r}: use 1-64 of A-Z, a-z, 0-9, '_' or '-'")
-        if len(set(names[:3])) != 3:
-            raise ValueError("stream, results_stream and dead_stream must differ")
-        for subject in [*self.subjects, *self.results_subjects, f"{self.dead_prefix}.>"]:
-            if not _SUBJECT_RE.match(subject):
-                raise ValueError(f"subject {subject!r} is not a valid NATS subject")
-        if "*" in self.dead_prefix or ">" in self.dead_prefix:
-            raise ValueError("dead_prefix must not contain wildcards")
-        # nats-server refuses a dedup window longer than the stream's max age.
-        ages = (self.stream_max_age_s, self.results_max_age_s, self.dead_max_age_s)
-        if self.duplicate_window_s > min(ages):
-            raise ValueError("duplicate_window_s must not exceed any stream's max age")
-        if self.reconnect_wait_s > self.reconnect_max_wait_s:
-            raise ValueError("reconnect_wait_s must not exceed reconnect_max_wait_s")
-        return self
+# What nats-py raises; anything else is a bug of ours and propagates as itself.
+_NATS_ERRORS = (nats.errors.Error, OSError)
 
 
 def _describe(exc: BaseException) -> str:
@@ -225,30 +145,32 @@ class JetStreamBroker:
         await self.close()  # a client still reconnecting on its own is replaced, not leaked
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._connect_timeout_s
-        delay = self.settings.reconnect_wait_s
         attempts = 0
-        while True:
+
+        async def attempt() -> None:
+            nonlocal attempts
             attempts += 1
-            try:
-                await self._attempt(deadline - loop.time())
-                break
-            except BrokerUnavailable as exc:
-                last = str(exc)
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise BrokerUnavailable(
-                    f"nats {redact(self._url)}: not reachable after {attempts} attempt(s) in "
-                    f"{self._connect_timeout_s:g}s; last error: {last}"
-                )
-            await asyncio.sleep(min(delay * random.uniform(0.8, 1.2), remaining))
-            delay = min(delay * 2, self.settings.reconnect_max_wait_s)
+            await self._attempt(max(deadline - loop.time(), 0.05))
+
+        try:
+            await retry(
+                attempt,
+                first_s=self.settings.reconnect_wait_s,
+                max_s=self.settings.reconnect_max_wait_s,
+                deadline_s=self._connect_timeout_s,
+            )
+        except BrokerUnavailable as exc:
+            raise BrokerUnavailable(
+                f"nats {redact(self._url)}: not reachable after {attempts} attempt(s) in "
+                f"{self._connect_timeout_s:g}s; last error: {exc}"
+            ) from None
         log.info("nats %s connected (stream %s)", redact(self._url), self.settings.stream)
 
     async def _attempt(self, budget: float) -> None:
         """Connect once and declare the streams; BrokerUnavailable means try again."""
         try:
             nc = await self._open(budget)
-        except Exception as exc:
+        except (OSError, TimeoutError, nats.errors.Error) as exc:  # refused, TLS, auth, ...
             raise BrokerUnavailable(scrub(_describe(exc), self._url)) from None
         self._nc, self._js, self._sub = nc, nc.jetstream(timeout=self._publish_timeout_s), None
         try:
@@ -363,7 +285,7 @@ class JetStreamBroker:
                     return
             for route in self._routes:
                 await js.add_consumer(s.stream, self._motion_consumer_config(route))
-        except Exception as exc:
+        except _NATS_ERRORS as exc:
             raise self.wrap(exc, f"declare the consumers of {s.stream}") from exc
 
     async def _redeclare(self) -> None:
@@ -373,7 +295,7 @@ class JetStreamBroker:
                 await self._jetstream().add_consumer(self._stream, self._consumer_config())
         except BrokerError as exc:
             log.warning("%s", exc)
-        except Exception as exc:
+        except _NATS_ERRORS as exc:
             log.warning("%s", self.wrap(exc, "re-declare after reconnect"))
 
     async def _ensure_stream(self, config: api.StreamConfig, *, keep_discard: bool = False) -> None:
@@ -387,7 +309,7 @@ class JetStreamBroker:
                 await self._update_stream(js, config, keep_discard)
         except BrokerError:
             raise
-        except Exception as exc:
+        except _NATS_ERRORS as exc:
             raise self.wrap(exc, f"declare stream {config.name}") from exc
 
     async def _update_stream(
@@ -456,7 +378,7 @@ class JetStreamBroker:
                 f"nats {redact(self._url)}: publish {subject}: no ack within "
                 f"{self._publish_timeout_s:g}s"
             ) from exc
-        except Exception as exc:
+        except _NATS_ERRORS as exc:
             raise self.wrap(exc, f"publish {subject}") from exc
 
     def _consumer_config(self) -> api.ConsumerConfig:
@@ -512,7 +434,7 @@ class JetStreamBroker:
                 try:
                     await js.add_consumer(stream, self._consumer_config())
                     self._sub = await js.pull_subscribe_bind(durable=durable, stream=stream)
-                except Exception as exc:
+                except _NATS_ERRORS as exc:
                     raise self.wrap(exc, f"create consumer {stream}/{durable}") from exc
             return self._sub
 
@@ -527,7 +449,7 @@ class JetStreamBroker:
             msgs = await sub.fetch(batch=max(1, max_messages), timeout=max(timeout, 0.01))
         except TimeoutError:
             return []
-        except Exception as exc:
+        except _NATS_ERRORS as exc:
             raise self.wrap(exc, f"fetch from {self._stream}") from exc
         return [JetStreamMessage(self, m) for m in msgs]
 
@@ -540,7 +462,7 @@ class JetStreamBroker:
             info = await self._jetstream().consumer_info(
                 stream, durable, timeout=self._publish_timeout_s
             )
-        except Exception as exc:
+        except _NATS_ERRORS as exc:
             raise self.wrap(exc, f"consumer info {stream}/{durable}") from exc
         return (info.num_pending or 0) + (info.num_ack_pending or 0)
 
@@ -555,7 +477,7 @@ class JetStreamBroker:
             raise BrokerUnavailable(f"nats {redact(self._url)}: subscribe {subject}: not connected")
         try:
             sub = await nc.subscribe(subject)
-        except Exception as exc:
+        except _NATS_ERRORS as exc:
             raise self.wrap(exc, f"subscribe {subject}") from exc
         try:
             # nats-py ends this iterator when the client closes.

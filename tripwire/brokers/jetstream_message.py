@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Mapping
 from typing import TYPE_CHECKING
 
+import nats.errors
 from nats.aio.msg import Msg
 
 from tripwire.contract import Header
@@ -52,5 +53,5 @@ class JetStreamMessage:
     async def _settle(self, what: str, op: Awaitable[None]) -> None:
         try:
             await op
-        except Exception as exc:
+        except (nats.errors.Error, OSError) as exc:  # what nats-py raises; a bug propagates
             raise self._broker.wrap(exc, f"{what} {self.subject}") from exc
