@@ -1,20 +1,28 @@
-"""Several models on one motion stream (NATS JetStream, the session's real nats-server):
-every model gets every frame of its cameras once, a stalled model's backlog is bounded by the
-stream's limits without stopping the others, and a model added later starts from new frames."""
+"""Several models on one motion stream, on both brokers (the session's real nats-server, the
+machine's RabbitMQ): every model gets every frame of its cameras once, a stalled model's
+backlog is bounded without stopping the others, and a model added later starts from new
+frames. NATS: one durable consumer per model on an interest stream; RabbitMQ: one queue per
+model bound to the exchange."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
 
 import nats
+import pika
 import pytest
 
+from tests.rabbitmq_admin import admin
 from tests.test_broker_nats import isolated
-from tripwire.brokers.jetstream import JetStreamBroker, NatsSettings
+from tripwire.brokers.jetstream import JetStreamBroker
+from tripwire.brokers.protocol import Broker
+from tripwire.brokers.rabbitmq import RabbitBroker
 from tripwire.brokers.routes import MotionRoute
+from tripwire.brokers.settings import RabbitSettings
 from tripwire.contract import FrameMeta, Header
-
-Make = Callable[..., JetStreamBroker]
 
 
 def _frame(seq: int, camera: str = "cam-1") -> dict[str, str]:
@@ -30,37 +38,101 @@ def _frame(seq: int, camera: str = "cam-1") -> dict[str, str]:
     ).to_headers()
 
 
-@pytest.fixture
-async def make() -> AsyncIterator[Make]:
-    made: list[JetStreamBroker] = []
+@dataclass
+class Fan:
+    """One broker's way to build adapters on names no other test shares, and to count what a
+    model's consumer or queue holds right now."""
 
-    def build(
-        url: str, settings: NatsSettings, routes: Sequence[MotionRoute], model: str | None = None
-    ) -> JetStreamBroker:
-        broker = JetStreamBroker(
-            url,
-            settings,
-            connect_timeout_s=10,
-            publish_timeout_s=5,
-            routes=routes,
-            model=model,
+    kind: str
+    url: str
+    unique: str
+    limit: int | None = None
+    made: list[Broker] = field(default_factory=list)
+
+    def broker(self, routes: Sequence[MotionRoute], model: str | None = None) -> Broker:
+        made: Broker
+        if self.kind == "nats":
+            extra: dict[str, Any] = {} if self.limit is None else {"stream_max_msgs": self.limit}
+            made = JetStreamBroker(self.url, isolated(self.unique, **extra), connect_timeout_s=10,
+                                   publish_timeout_s=5, routes=routes, model=model)  # fmt: skip
+        else:
+            made = RabbitBroker(self.url, self.rabbit, connect_timeout_s=10, publish_timeout_s=5,
+                                routes=routes, model=model)  # fmt: skip
+        self.made.append(made)
+        return made
+
+    @property
+    def rabbit(self) -> RabbitSettings:
+        u = self.unique
+        return RabbitSettings(exchange=f"test-{u}", queue=f"test-{u}.motion",
+                              dead_letter_exchange=f"test-{u}.dlx",
+                              dead_letter_queue=f"test-{u}.dead", max_length=self.limit or 10_000,
+                              queue_type="classic")  # fmt: skip
+
+    def subject(self, camera: str) -> str:
+        return (
+            f"t{self.unique}.motion.{camera}"
+            if self.kind == "nats"
+            else f"tripwire.motion.{camera}"
         )
-        made.append(broker)
-        return broker
+
+    async def held(self, broker: Broker, model: str) -> int:
+        """Frames waiting for ``model`` now (not the management API's 5 s statistics)."""
+        if self.kind == "nats":
+            return await broker.depth()
+        connection = pika.BlockingConnection(pika.URLParameters(self.url))
+        try:
+            queue = f"{self.rabbit.queue}.{model}"
+            frame = connection.channel().queue_declare(queue=queue, passive=True)
+            return int(frame.method.message_count)
+        finally:
+            connection.close()
+
+    async def stored(self) -> int | None:
+        """NATS: frames the stream holds for all models together."""
+        if self.kind != "nats":
+            return None
+        nc = await nats.connect(self.url)
+        try:
+            stream = isolated(self.unique).stream
+            return (await nc.jetstream().stream_info(stream)).state.messages
+        finally:
+            await nc.close()
+
+    async def close(self) -> None:
+        for broker in self.made:
+            await broker.close()
+        if self.kind == "rabbitmq":
+            queues = admin("GET", "queues/%2F") or []
+            for queue in queues:
+                if queue["name"].startswith(f"test-{self.unique}"):
+                    admin("DELETE", f"queues/%2F/{quote(queue['name'], safe='')}")
+            for exchange in (self.rabbit.exchange, self.rabbit.dead_letter_exchange):
+                admin("DELETE", f"exchanges/%2F/{quote(exchange, safe='')}")
+
+
+@pytest.fixture(params=["nats", "rabbitmq"])
+async def fan(
+    request: pytest.FixtureRequest, nats_url: str, rabbitmq_url: str, unique: str
+) -> AsyncIterator[Callable[..., Fan]]:
+    made: list[Fan] = []
+
+    def build(limit: int | None = None) -> Fan:
+        url = nats_url if request.param == "nats" else rabbitmq_url
+        made.append(Fan(request.param, url, unique, limit))
+        return made[-1]
 
     yield build
-    for broker in made:
-        await broker.close()
+    for each in made:
+        await each.close()
 
 
-async def _publish(
-    broker: JetStreamBroker, unique: str, seqs: range, camera: str = "cam-1"
-) -> None:
+async def _publish(fan: Fan, broker: Broker, seqs: range, camera: str = "cam-1") -> None:
     for seq in seqs:
-        await broker.publish(f"t{unique}.motion.{camera}", b"jpeg", _frame(seq, camera))
+        await broker.publish(fan.subject(camera), b"jpeg", _frame(seq, camera))
 
 
-async def _drain(broker: JetStreamBroker) -> list[int]:
+async def _drain(broker: Broker) -> list[int]:
     """Every frame its consumer holds, acked, as sequence numbers in delivery order."""
     seqs: list[int] = []
     while batch := await broker.fetch(50, 0.5):
@@ -70,97 +142,75 @@ async def _drain(broker: JetStreamBroker) -> list[int]:
     return seqs
 
 
-async def _stream_messages(url: str, stream: str) -> int:
-    nc = await nats.connect(url)
-    try:
-        return (await nc.jetstream().stream_info(stream)).state.messages
-    finally:
-        await nc.close()
-
-
-async def test_every_model_gets_every_frame_once(nats_url: str, unique: str, make: Make) -> None:
-    settings = isolated(unique)
-    routes = [MotionRoute("coco"), MotionRoute("accident")]
-    gateway = make(nats_url, settings, routes)
-    await gateway.connect()  # declares both consumers before the first frame
-    await _publish(gateway, unique, range(1, 21))
-    coco, accident = (make(nats_url, settings, routes, r.model) for r in routes)
-    for broker in (coco, accident):
+async def _connected(fan: Fan, routes: Sequence[MotionRoute], *models: str) -> list[Broker]:
+    brokers = [fan.broker(routes, model) for model in models]
+    for broker in brokers:
         await broker.connect()
-    assert await coco.depth() == 20 and await accident.depth() == 20
+    return brokers
+
+
+async def test_every_model_gets_every_frame_once(fan: Callable[..., Fan]) -> None:
+    f = fan()
+    routes = [MotionRoute("coco"), MotionRoute("accident")]
+    (gateway,) = await _connected(f, routes, None)  # declares both before the first frame
+    await _publish(f, gateway, range(1, 21))
+    coco, accident = await _connected(f, routes, "coco", "accident")
+    assert await f.held(coco, "coco") == 20 and await f.held(accident, "accident") == 20
     assert await _drain(coco) == list(range(1, 21))
-    # Interest retention: the frames stay until the last model acked them.
-    assert await _stream_messages(nats_url, settings.stream) == 20
+    if f.kind == "nats":  # interest retention: kept until the last model acked them
+        assert await f.stored() == 20
     assert await _drain(accident) == list(range(1, 21))
-    assert await _stream_messages(nats_url, settings.stream) == 0
-    assert await coco.depth() == 0 and await accident.depth() == 0
+    assert await f.stored() in (0, None)
+    assert await f.held(coco, "coco") == 0 and await f.held(accident, "accident") == 0
 
 
-async def test_a_model_serves_only_its_cameras(nats_url: str, unique: str, make: Make) -> None:
-    settings = isolated(unique)
+async def test_a_model_serves_only_its_cameras(fan: Callable[..., Fan]) -> None:
+    f = fan()
     routes = [MotionRoute("all"), MotionRoute("gate", ("cam-2",))]
-    gateway = make(nats_url, settings, routes)
-    await gateway.connect()
-    await _publish(gateway, unique, range(1, 6), "cam-1")
-    await _publish(gateway, unique, range(6, 9), "cam-2")
-    every, gate = make(nats_url, settings, routes, "all"), make(nats_url, settings, routes, "gate")
-    await every.connect()
-    await gate.connect()
+    (gateway,) = await _connected(f, routes, None)
+    await _publish(f, gateway, range(1, 6), "cam-1")
+    await _publish(f, gateway, range(6, 9), "cam-2")
+    every, gate = await _connected(f, routes, "all", "gate")
     assert await _drain(gate) == [6, 7, 8]
     assert await _drain(every) == list(range(1, 9))
 
 
-async def test_a_stalled_model_is_bounded_and_catches_up(
-    nats_url: str, unique: str, make: Make
-) -> None:
-    settings = isolated(unique, stream_max_msgs=10)
+async def test_a_stalled_model_is_bounded_and_catches_up(fan: Callable[..., Fan]) -> None:
+    f = fan(limit=10)
     routes = [MotionRoute("fire"), MotionRoute("coco"), MotionRoute("accident")]
-    gateway = make(nats_url, settings, routes)
-    await gateway.connect()
-    fire, coco, accident = (make(nats_url, settings, routes, r.model) for r in routes)
-    for broker in (fire, coco, accident):
-        await broker.connect()
+    (gateway,) = await _connected(f, routes, None)
+    fire, coco, accident = await _connected(f, routes, "fire", "coco", "accident")
     seen: dict[str, list[int]] = {"fire": [], "coco": []}
     for start in range(1, 31, 5):  # "accident" is frozen: it reads nothing meanwhile
-        await _publish(gateway, unique, range(start, start + 5))  # never refused
+        await _publish(f, gateway, range(start, start + 5))  # never refused
         seen["fire"] += await _drain(fire)
         seen["coco"] += await _drain(coco)
-        assert await accident.depth() <= 10
-        assert await _stream_messages(nats_url, settings.stream) <= 10
+        assert await f.held(accident, "accident") <= 10
     assert seen == {"fire": list(range(1, 31)), "coco": list(range(1, 31))}
-    assert await accident.depth() == 10
-    # Back: it catches up on what the stream held for it, the newest 10 frames.
+    assert await f.held(accident, "accident") == 10
+    # Back: it catches up on what was held for it, the newest 10 frames.
     assert await _drain(accident) == list(range(21, 31))
-    assert await _stream_messages(nats_url, settings.stream) == 0
+    assert await f.stored() in (0, None)
 
 
-async def test_a_model_added_later_starts_from_new_frames(
-    nats_url: str, unique: str, make: Make
-) -> None:
-    settings = isolated(unique)
+async def test_a_model_added_later_starts_from_new_frames(fan: Callable[..., Fan]) -> None:
+    f = fan()
     before = [MotionRoute("coco")]
-    gateway = make(nats_url, settings, before)
-    await gateway.connect()
-    await _publish(gateway, unique, range(1, 6))
+    (gateway,) = await _connected(f, before, None)
+    await _publish(f, gateway, range(1, 6))
     after = [*before, MotionRoute("fire")]
-    restarted = make(nats_url, settings, after)
-    await restarted.connect()
-    await _publish(restarted, unique, range(6, 9))
-    coco, fire = make(nats_url, settings, after, "coco"), make(nats_url, settings, after, "fire")
-    await coco.connect()
-    await fire.connect()
+    (restarted,) = await _connected(f, after, None)
+    await _publish(f, restarted, range(6, 9))
+    coco, fire = await _connected(f, after, "coco", "fire")
     assert await _drain(fire) == [6, 7, 8]
     assert await _drain(coco) == list(range(1, 9))
 
 
-async def test_one_model_keeps_the_work_queue_back_pressure(
-    nats_url: str, unique: str, make: Make
-) -> None:
-    """Without a models section nothing changes: one consumer, a full stream refuses frames."""
-    settings = isolated(unique, stream_max_msgs=3)
-    broker = make(nats_url, settings, [MotionRoute()])
-    await broker.connect()
-    await _publish(broker, unique, range(1, 4))
-    with pytest.raises(Exception, match="maximum messages"):
-        await _publish(broker, unique, range(4, 5))
+async def test_one_model_keeps_the_back_pressure(fan: Callable[..., Fan]) -> None:
+    """Without a models section nothing changes: one consumer, a full queue refuses frames."""
+    f = fan(limit=3)
+    (broker,) = await _connected(f, [MotionRoute()], None)
+    await _publish(f, broker, range(1, 4))
+    with pytest.raises(Exception, match=r"maximum messages|is full"):
+        await _publish(f, broker, range(4, 5))
     assert await _drain(broker) == [1, 2, 3]

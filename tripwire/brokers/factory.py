@@ -42,8 +42,6 @@ def open_broker(
             model=model,
         )
     if scheme in {"amqp", "amqps"}:
-        if any(not r.default for r in routes or ()) or model not in (None, "default"):
-            raise ConfigError("several models on RabbitMQ are not supported yet: use NATS")
         from tripwire.brokers.rabbitmq import RabbitBroker
 
         return RabbitBroker(
@@ -52,5 +50,7 @@ def open_broker(
             connect_timeout_s=settings.connect_timeout_s,
             publish_timeout_s=settings.publish_timeout_s,
             feed=feed,
+            routes=routes,
+            model=model,
         )
     raise ConfigError(f"broker url {redact(url)}: unknown scheme {scheme!r}")

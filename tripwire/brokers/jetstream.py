@@ -8,10 +8,11 @@ so every model sees every frame once; with one model this is exactly a work queu
 consumer's lag (waiting + unacked) is what the KEDA NATS JetStream scaler reads.
 
 What bounds the motion stream: ``stream_max_bytes``, ``stream_max_age_s`` and
-``stream_max_msgs``. With one model the stream discards new frames when full (the gateway
-answers 503: back-pressure, nothing queued is lost); with several it discards the oldest, so
-that one stalled model cannot stop the others: its backlog is held up to those bounds and
-beyond them it loses its oldest frames (the others acked them long ago).
+``stream_max_msgs``. With the one default model (no models section) the stream discards new
+frames when full (the gateway answers 503: back-pressure, nothing queued is lost); with named
+models it discards the oldest, so that one stalled model cannot stop the others: its backlog
+is held up to those bounds and beyond them it loses its oldest frames (the others acked them
+long ago).
 
 The ``events`` feed is a durable consumer on the results stream, filtered to detections and
 event messages: the events function reads it. ``subscribe`` is a plain core NATS subscription.
@@ -242,10 +243,11 @@ class JetStreamBroker:
 
     async def _declare_streams(self) -> None:
         s = self.settings
-        # One model: discard=new, a full stream refuses frames (the gateway answers 503)
-        # instead of silently dropping frames already queued. Several: discard=old, so that a
-        # stalled model loses its oldest frames instead of stopping every model.
-        discard = api.DiscardPolicy.NEW if len(self._routes) == 1 else api.DiscardPolicy.OLD
+        # The default model: discard=new, a full stream refuses frames (the gateway answers
+        # 503) instead of silently dropping frames already queued. Named models: discard=old,
+        # so that a stalled model loses its oldest frames instead of stopping every model.
+        named = any(not route.default for route in self._routes)
+        discard = api.DiscardPolicy.OLD if named else api.DiscardPolicy.NEW
         streams = [
             (s.stream, s.subjects, api.RetentionPolicy.INTEREST, discard,
              s.stream_max_bytes, s.stream_max_age_s, s.max_msg_bytes),

@@ -17,6 +17,15 @@ Topology, declared by ``connect`` (and again after every reconnect)::
                      --tripwire.detections.#, tripwire.events.#--> tripwire.events (same)
     tripwire.dlx (topic) --#--> tripwire.dead
 
+With several models (:mod:`tripwire.brokers.routes`) each model has its own queue,
+``tripwire.motion.<model>``, bound with ``tripwire.motion.#`` (or its cameras' keys), with the
+same dead-letter exchange and ``x-max-length``: the exchange copies every frame into each. Its
+overflow is ``drop-head``: a stalled model's queue keeps its newest ``max_length`` frames
+(the oldest are dead-lettered) instead of refusing publishes, which would stop every model.
+(Queue arguments cannot change, so a named model's queue is drop-head even while it is the
+only one; the default model's queue keeps ``overflow``.)
+A queue declared later (a new model) starts with the frames published from then on.
+
 Every connection declares the events queue too, so results and event messages are kept for
 the events function even while it is down; its ``feed="events"`` adapter consumes it.
 
@@ -45,7 +54,7 @@ import functools
 import logging
 import os
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
@@ -65,6 +74,7 @@ from tripwire.brokers.rabbitmq_link import (
     headers_from_amqp,
 )
 from tripwire.brokers.rabbitmq_listen import Listeners
+from tripwire.brokers.routes import DEFAULT_ROUTES, MotionRoute, pick
 from tripwire.brokers.settings import RabbitSettings
 from tripwire.contract import DETECTIONS_PREFIX, EVENTS_PREFIX, Header
 from tripwire.errors import BrokerError, BrokerUnavailable, ConfigError
@@ -91,6 +101,8 @@ class RabbitBroker:
         connect_timeout_s: float,
         publish_timeout_s: float,
         feed: Feed = "motion",
+        routes: Sequence[MotionRoute] | None = None,
+        model: str | None = None,
     ) -> None:
         parts = urlsplit(url)
         if parts.username and parts.password is None:
@@ -103,8 +115,16 @@ class RabbitBroker:
         self._url = url
         self._settings = settings
         self.feed = feed
-        # The queue fetch and depth read.
-        self._queue = settings.events_queue_name if feed == "events" else settings.queue
+        # Routes given: this process knows the models and declares every model's queue.
+        # Not given: the default queue, except for the events feed, which needs none.
+        self._routes: tuple[MotionRoute, ...] = tuple(routes) if routes else DEFAULT_ROUTES
+        self._declared = self._routes if routes is not None or feed == "motion" else ()
+        self.route = pick(self._routes, model)
+        # The queue fetch and depth read ("" for a publisher of several models' frames).
+        if feed == "events":
+            self._queue = settings.events_queue_name
+        else:
+            self._queue = self.route.name(settings.queue, ".") if self.route else ""
         self._connect_timeout_s = connect_timeout_s
         self._management = _Management(
             url,
@@ -159,13 +179,15 @@ class RabbitBroker:
         self._check_open()
         properties = self._properties(dict(headers))
         # Mandatory where a tripwire queue must hold it: a lost binding is then an error.
-        mandatory = topic_matches(self._settings.binding_key, subject) or any(
-            topic_matches(key, subject) for key in EVENTS_BINDINGS
+        mandatory = any(
+            topic_matches(key, subject)
+            for key in [*self._motion_keys(self._declared or self._routes), *EVENTS_BINDINGS]
         )
         await self._publish(self._settings.exchange, subject, body, properties, mandatory)
 
     async def fetch(self, max_messages: int, timeout: float) -> list[Message]:  # noqa: ASYNC109
         self._check_open()
+        self._check_queue()
         if max_messages < 1:
             return []
         if not self._consuming:
@@ -194,6 +216,7 @@ class RabbitBroker:
         The same figure KEDA's rabbitmq scaler reads with ``protocol: http``; the broker
         refreshes it every ``collect_statistics_interval`` (5 s by default).
         """
+        self._check_queue()
         messages = await self._management.messages()
         if messages is not None:
             return messages
@@ -283,8 +306,14 @@ class RabbitBroker:
         }
         if s.delivery_limit is not None:
             arguments["x-delivery-limit"] = s.delivery_limit
-        await rpc(channel.queue_declare, queue=s.queue, durable=True, arguments=arguments)
-        await rpc(channel.queue_bind, queue=s.queue, exchange=s.exchange, routing_key=s.binding_key)
+        for route in self._declared:
+            queue = route.name(s.queue, ".")
+            # A named model's queue: a stalled model keeps its newest frames, stops nobody.
+            overflow = s.overflow if route.default else "drop-head"
+            await rpc(channel.queue_declare, queue=queue, durable=True,
+                      arguments={**arguments, "x-overflow": overflow})  # fmt: skip
+            for key in self._motion_keys([route]):
+                await rpc(channel.queue_bind, queue=queue, exchange=s.exchange, routing_key=key)
         events = s.events_queue_name
         arguments = {**arguments, "x-max-length": s.events_max_length}
         await rpc(channel.queue_declare, queue=events, durable=True, arguments=arguments)
@@ -303,17 +332,32 @@ class RabbitBroker:
             raise BrokerUnavailable(self._context(f"not connected; cannot publish to {key}"))
         await self._confirms.publish(channel, exchange, key, body, properties, mandatory)
 
+    def _motion_keys(self, routes: Sequence[MotionRoute]) -> list[str]:
+        """The binding keys of ``routes``' queues: the motion binding, or one key per camera
+        served (``tripwire.motion.#`` -> ``tripwire.motion.cam-1``)."""
+        key = self._settings.binding_key
+        keys: list[str] = []
+        for route in routes:
+            if route.cameras and key.endswith(".#"):
+                keys += [key[:-1] + camera for camera in route.cameras]
+            else:
+                keys.append(key)
+        return keys
+
     def _queue_for(self, pending: PendingPublish) -> tuple[str, int]:
         s = self._settings
         if pending.exchange != s.exchange:
             return s.dead_letter_queue, s.max_length
-        if topic_matches(s.binding_key, pending.routing_key):
-            return s.queue, s.max_length
+        for route in self._declared or self._routes:
+            if any(topic_matches(k, pending.routing_key) for k in self._motion_keys([route])):
+                return route.name(s.queue, "."), s.max_length
         return s.events_queue_name, s.events_max_length
 
     def _refused(self, pending: PendingPublish) -> str:
         s = self._settings
-        if pending.exchange == s.exchange and pending.mandatory and s.overflow != "drop-head":
+        named = any(not r.default for r in self._routes)
+        overflow = "drop-head" if named else s.overflow
+        if pending.exchange == s.exchange and pending.mandatory and overflow != "drop-head":
             queue, limit = self._queue_for(pending)
             return self._context(
                 f"publish to {pending.routing_key} refused: queue {queue} is full "
@@ -418,6 +462,15 @@ class RabbitBroker:
             attempt_timeout_s=attempt_s,
             max_backoff_s=self._settings.max_backoff_s,
         )
+
+    def _check_queue(self) -> None:
+        if not self._queue:
+            raise BrokerError(
+                self._context(
+                    f"{len(self._routes)} models read the motion frames; name the model whose "
+                    "queue to read (open_broker(..., model=NAME))"
+                )
+            )
 
     def _check_open(self, *, need_connect: bool = True) -> None:
         if self._closed:
