@@ -24,6 +24,9 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, unquote, urlsplit
+
+import httpx
 
 from tripwire.brokers import Broker, MotionRoute, open_broker
 from tripwire.contract import FrameMeta
@@ -44,9 +47,23 @@ def _settings(broker: str, tag: str) -> BrokerSettings:
         )  # fmt: skip
     return BrokerSettings.model_validate(
         {"rabbitmq": {"exchange": f"fan.{tag}", "queue": f"fan.{tag}.motion",
-                      "dead_exchange": f"fan.{tag}.dead", "dead_queue": f"fan.{tag}.dead",
-                      "prefetch": 64}}
+                      "dead_letter_exchange": f"fan.{tag}.dlx",
+                      "dead_letter_queue": f"fan.{tag}.dead", "prefetch": 64,
+                      "max_length": 100_000}}
     )  # fmt: skip
+
+
+async def _delete_rabbit_names(url: str, tag: str) -> None:
+    """The bench's queues and exchanges, through the management API (AMQP credentials)."""
+    parts = urlsplit(url)
+    auth = (unquote(parts.username or "guest"), unquote(parts.password or "guest"))
+    base = f"http://{parts.hostname}:15672/api"
+    async with httpx.AsyncClient(auth=auth, timeout=10) as client:
+        for queue in (await client.get(f"{base}/queues/%2F")).json():
+            if queue["name"].startswith(f"fan.{tag}"):
+                await client.delete(f"{base}/queues/%2F/{quote(queue['name'], safe='')}")
+        for exchange in (f"fan.{tag}", f"fan.{tag}.dlx"):
+            await client.delete(f"{base}/exchanges/%2F/{quote(exchange, safe='')}")
 
 
 def _subject(broker: str, tag: str) -> str:
@@ -99,6 +116,8 @@ async def bench(broker: str, url: str, models: int, frames: int, size: int, wind
     finally:
         for each in [publisher, *readers]:
             await each.close()
+        if broker == "rabbitmq":
+            await _delete_rabbit_names(url, tag)
     return {
         "broker": broker,
         "models": models,
