@@ -29,7 +29,7 @@ from typing import Any
 import httpx
 import yaml
 
-from loadtest.models_crash import ACCIDENT, CLIP, COCO, _listen, clip_frames
+from loadtest.models_crash import ACCIDENT, CLIP, COCO, _listen, _timeline, clip_frames
 from tripwire.brokers import open_broker, routes_of
 from tripwire.config import load_config
 from tripwire.contract import DETECTIONS_PREFIX
@@ -78,6 +78,9 @@ async def run(home: Path, max_msgs: int, repeat: int) -> dict[str, Any]:
         listener = open_broker(gateway.broker, stack.endpoint.url)
         await listener.connect()
         listening = asyncio.create_task(_listen(listener, f"{DETECTIONS_PREFIX}.cam-1", results))
+        replicas: list[tuple[float, str, int, int]] = []
+        t0 = time.monotonic()
+        timeline = asyncio.create_task(_timeline(stack, replicas, t0))
         await asyncio.sleep(0.5)
         url = f"{stack.gateway_url}/v1/cameras/cam-1/frames"
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "image/jpeg"}
@@ -112,14 +115,19 @@ async def run(home: Path, max_msgs: int, repeat: int) -> dict[str, Any]:
         thawed = time.monotonic()
         if frozen_pid is not None:
             os.kill(frozen_pid, signal.SIGCONT)
+        thawed_at = round(thawed - t0, 1)
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
             await asyncio.sleep(1.0)
             if await readers[FROZEN].depth() == 0:
                 break
         caught_up_s = time.monotonic() - thawed
-        await asyncio.sleep(2.0)
+        for _ in range(300):  # every model back at zero
+            if not any(s.scaler.replicas or s.pool.running for s in stack.models.values()):
+                break
+            await asyncio.sleep(1.0)
         listening.cancel()
+        timeline.cancel()
         after = {
             m: len({r["seq"] for r in results if r["model"]["name"] == m}) for m in stack.models
         }
@@ -137,6 +145,8 @@ async def run(home: Path, max_msgs: int, repeat: int) -> dict[str, Any]:
         "results_after_thaw": after,
         "catch_up_s": round(caught_up_s, 1),
         "frozen_lost_beyond_bound": len(published) - after[FROZEN],
+        "thawed_at_s": thawed_at,
+        "replica_timeline": replicas,
     }
 
 
@@ -148,7 +158,12 @@ def main() -> None:
     args = parser.parse_args()
     with contextlib.ExitStack() as stack:
         home = args.home or Path(stack.enter_context(tempfile.TemporaryDirectory()))
-        print(json.dumps(asyncio.run(run(home, args.max_msgs, args.repeat)), indent=1))
+        summary = asyncio.run(run(home, args.max_msgs, args.repeat))
+    timeline = summary.pop("replica_timeline")
+    print(json.dumps(summary, indent=1))
+    print("replica timeline (s since start, model, desired, running):")
+    for row in timeline:
+        print("  ", *row)
 
 
 if __name__ == "__main__":
