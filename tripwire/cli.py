@@ -74,6 +74,7 @@ def _cmd_config_check(args: argparse.Namespace) -> int:
     print(
         f"{args.file}: ok, {len(cameras.cameras)} camera(s): "
         + ", ".join(c.id for c in cameras.cameras)
+        + (f"; model(s): {', '.join(m.name for m in cameras.models)}" if cameras.models else "")
     )
     return 0
 
