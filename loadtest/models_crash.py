@@ -103,7 +103,7 @@ async def run(home: Path, cooldown_s: int, repeat: int) -> dict[str, Any]:
     t0 = time.monotonic()
     options = StackOptions(gateway, detector, console_port=0)
     async with running_stack(options) as stack:
-        listener = open_broker(gateway.broker, stack.endpoint.url)
+        listener = open_broker(gateway.broker, stack.endpoint.url, routes=())
         await listener.connect()
         tasks = [
             asyncio.create_task(_listen(listener, f"{DETECTIONS_PREFIX}.cam-1", results)),

@@ -75,7 +75,7 @@ async def run(home: Path, max_msgs: int, repeat: int) -> dict[str, Any]:
                 gateway.broker, stack.endpoint.url, routes=routes, model=route.model
             )
             await readers[route.model].connect()
-        listener = open_broker(gateway.broker, stack.endpoint.url)
+        listener = open_broker(gateway.broker, stack.endpoint.url, routes=())
         await listener.connect()
         listening = asyncio.create_task(_listen(listener, f"{DETECTIONS_PREFIX}.cam-1", results))
         replicas: list[tuple[float, str, int, int]] = []

@@ -214,3 +214,20 @@ async def test_one_model_keeps_the_back_pressure(fan: Callable[..., Fan]) -> Non
     with pytest.raises(Exception, match=r"maximum messages|is full"):
         await _publish(f, broker, range(4, 5))
     assert await _drain(broker) == [1, 2, 3]
+
+
+async def test_a_listener_declares_no_models_queue(fan: Callable[..., Fan]) -> None:
+    """``routes=()`` (the wake controller): no default consumer or queue is left behind to
+    collect frames nobody reads."""
+    f = fan()
+    (listener,) = await _connected(f, (), None)
+    if f.kind == "nats":
+        await listener.publish(f.subject("cam-1"), b"x", _frame(1))
+        nc = await nats.connect(f.url)
+        try:
+            info = await nc.jetstream().stream_info(isolated(f.unique).stream)
+        finally:
+            await nc.close()
+        assert info.state.consumer_count == 0 and info.state.messages == 0  # nobody wants it
+    else:
+        assert admin("GET", f"queues/%2F/{quote(f.rabbit.queue, safe='')}") is None

@@ -27,7 +27,9 @@ def open_broker(
     and ``depth`` read ``feed``: motion frames (detectors) or the events function's feed.
 
     ``routes``: every model's share of the motion stream (:func:`routes_of` the config),
-    declared on connect; ``model``: the one whose frames ``fetch`` and ``depth`` read."""
+    declared on connect; ``()`` declares none (a process that only listens); None: the
+    default model's, unless models were declared already. ``model``: the one whose frames
+    ``fetch`` and ``depth`` read."""
     scheme = urlsplit(url).scheme
     if scheme in {"nats", "tls"}:
         from tripwire.brokers.jetstream import JetStreamBroker

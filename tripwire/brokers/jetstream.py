@@ -97,7 +97,8 @@ class JetStreamBroker:
         # Routes given: this process knows the models (it loaded the config) and declares
         # every model's consumer and the motion stream's discard policy. Not given: the
         # default route only, declared when the stream has no consumer yet.
-        self._routes_given = routes is not None
+        self._routes_given = bool(routes)
+        self._declares_none = routes is not None and not routes  # () : a listener only
         self._routes = tuple(routes) if routes else DEFAULT_ROUTES
         self.route = pick(self._routes, model)
         # What fetch and depth read: the motion stream's detector consumer, or the events
@@ -280,6 +281,8 @@ class JetStreamBroker:
         """Every model's consumer, before any frame is published: in an interest stream a
         frame that no consumer wants is not stored."""
         js, s = self._jetstream(), self.settings
+        if self._declares_none:
+            return
         try:
             if not self._routes_given:
                 info = await js.stream_info(s.stream)

@@ -116,9 +116,12 @@ class RabbitBroker:
         self._settings = settings
         self.feed = feed
         # Routes given: this process knows the models and declares every model's queue.
-        # Not given: the default queue, except for the events feed, which needs none.
+        # None: the default queue, except for the events feed, which needs none.
         self._routes: tuple[MotionRoute, ...] = tuple(routes) if routes else DEFAULT_ROUTES
-        self._declared = self._routes if routes is not None or feed == "motion" else ()
+        # () : a listener only (declares no motion queue).
+        self._declared = (
+            tuple(routes) if routes is not None else self._routes if feed == "motion" else ()
+        )
         self.route = pick(self._routes, model)
         # The queue fetch and depth read ("" for a publisher of several models' frames).
         if feed == "events":

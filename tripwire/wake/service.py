@@ -158,7 +158,8 @@ async def running_wake(settings: WakeSettings) -> AsyncIterator[Running]:
         metrics=metrics,
     )
     controller.api_ok = False  # until the probe succeeds
-    broker = open_broker(settings.broker, settings.broker.url)
+    # It only listens: it declares no model's consumer or queue.
+    broker = open_broker(settings.broker, settings.broker.url, routes=())
     health = HealthServer(controller, broker)
     tasks: list[asyncio.Task[None]] = []
     try:
