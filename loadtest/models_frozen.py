@@ -3,9 +3,11 @@ stays within the stream's bound, and it catches up when it comes back.
 
 ``python -m loadtest.models_frozen [--max-msgs N] [--repeat N]``
 
-``tripwire up`` (embedded NATS, local archive) with three models (the COCO TFLite detector,
-the accident classifier, and the untrained yolo11n architecture as a third), the motion
-stream bounded at ``--max-msgs`` frames (``TRIPWIRE_BROKER__NATS__STREAM_MAX_MSGS``). The
+``tripwire up`` (embedded NATS unless TRIPWIRE_BROKER__URL says otherwise, local archive)
+with three models (the COCO TFLite detector, the accident classifier, and a second instance
+of the classifier under another name as a third), the motion
+stream bounded at ``--max-msgs`` frames (``TRIPWIRE_BROKER__NATS__STREAM_MAX_MSGS``; on
+RabbitMQ each model's queue: ``TRIPWIRE_BROKER__RABBITMQ__MAX_LENGTH``). The
 accident model's worker is frozen (SIGSTOP) once it has started, the crash clip is pushed
 ``--repeat`` times, and each model's backlog (its consumer's lag) is sampled every 0.5 s.
 Then the worker is resumed (SIGCONT) and the script waits until every model is idle. Printed:
@@ -50,7 +52,7 @@ def write_config(home: Path) -> None:
          "scaling": scaling},
         {"name": FROZEN, "weights": str(ACCIDENT), "task": "classify", "device": "cpu",
          "scaling": scaling},
-        {"name": "plumbing", "weights": "yolo11n.yaml", "device": "cpu", "imgsz": 320,
+        {"name": "second", "weights": str(ACCIDENT), "task": "classify", "device": "cpu",
          "scaling": scaling},
     ]  # fmt: skip
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
@@ -61,6 +63,7 @@ async def run(home: Path, max_msgs: int, repeat: int) -> dict[str, Any]:
     token = read_tokens(home)["cam-1"]
     os.environ["TRIPWIRE_HOME"] = str(home)
     os.environ["TRIPWIRE_BROKER__NATS__STREAM_MAX_MSGS"] = str(max_msgs)
+    os.environ["TRIPWIRE_BROKER__RABBITMQ__MAX_LENGTH"] = str(max_msgs)
     gateway = GatewaySettings(home=home, port=0, config=home / "cameras.yaml")
     detector = DetectorSettings(home=home, config=home / "cameras.yaml")
     frames = clip_frames(CLIP)
@@ -126,6 +129,7 @@ async def run(home: Path, max_msgs: int, repeat: int) -> dict[str, Any]:
             if not any(s.scaler.replicas or s.pool.running for s in stack.models.values()):
                 break
             await asyncio.sleep(1.0)
+        await asyncio.sleep(0.5)  # the timeline's last sample
         listening.cancel()
         timeline.cancel()
         after = {
@@ -153,7 +157,7 @@ async def run(home: Path, max_msgs: int, repeat: int) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--home", type=Path, help="state folder (default: a fresh temp dir)")
-    parser.add_argument("--max-msgs", type=int, default=20, help="the motion stream's bound")
+    parser.add_argument("--max-msgs", type=int, default=40, help="the stream's / queues' bound")
     parser.add_argument("--repeat", type=int, default=3, help="push the clip this many times")
     args = parser.parse_args()
     with contextlib.ExitStack() as stack:
