@@ -8,9 +8,11 @@ from typing import Any
 import pytest
 
 from functions.detector.run import for_model
+from functions.detector.worker import touches_zones
 from tripwire.alert_rules import AlertRule, unknown_classes
 from tripwire.brokers.routes import DEFAULT_ROUTES, MotionRoute, routes_of
 from tripwire.config import parse_config
+from tripwire.contract import FrameMeta
 from tripwire.errors import ConfigError
 from tripwire.settings import DetectorSettings
 
@@ -119,3 +121,16 @@ def test_rules_read_their_model_only() -> None:
     assert unknown_classes(rules, {"person", "car"}, model="coco") == []
     assert unknown_classes(rules, {"Accident", "Non Accident"}, model="accident") == []
     assert len(unknown_classes(rules, {"person"})) == 1  # no model named: every rule
+
+
+def test_a_model_with_zones_reads_frames_whose_motion_touches_them() -> None:
+    camera = parse_config(_file()).cameras[0]  # zone "road": the lower half, x 0..1
+
+    def frame(*boxes: tuple[int, int, int, int]) -> FrameMeta:
+        return FrameMeta("cam-1", 1, 1, 1, 200, 100, "image/jpeg", 0.5, boxes=boxes)
+
+    assert touches_zones(frame((10, 60, 30, 90)), camera, ["road"])  # in the lower half
+    assert not touches_zones(frame((10, 5, 30, 40)), camera, ["road"])  # upper half only
+    assert touches_zones(frame((10, 5, 30, 40), (150, 55, 190, 70)), camera, ["road"])
+    assert touches_zones(frame(), camera, ["road"])  # no boxes: the whole frame moved
+    assert not touches_zones(frame((10, 60, 30, 90)), camera, ["gate"])  # not its zone

@@ -34,7 +34,7 @@ from functions.detector.results import encode, result_document
 from tripwire import timeline
 from tripwire.archive import Archive, detections_key, frame_key
 from tripwire.brokers import Broker, Message
-from tripwire.config import CamerasFile
+from tripwire.config import CameraConfig, CamerasFile
 from tripwire.contract import FrameMeta, Header, detections_subject
 from tripwire.errors import (
     ArchiveError,
@@ -219,22 +219,8 @@ class Detector:
         return None
 
     def _in_zones(self, meta: FrameMeta) -> bool:
-        """Whether a motion box of the frame overlaps the bounding box of one of the model's
-        zones on its camera (no motion boxes: the whole frame counts)."""
         camera = self.cameras.camera(meta.camera)
-        if camera is None or not meta.boxes:
-            return True
-        for name in self.zones:
-            polygon = camera.zones.get(name)
-            if polygon is None:
-                continue
-            zx1, zx2 = min(p[0] for p in polygon), max(p[0] for p in polygon)
-            zy1, zy2 = min(p[1] for p in polygon), max(p[1] for p in polygon)
-            for x1, y1, x2, y2 in meta.boxes:
-                w, h = max(meta.width, 1), max(meta.height, 1)
-                if x1 / w <= zx2 and x2 / w >= zx1 and y1 / h <= zy2 and y2 / h >= zy1:
-                    return True
-        return False
+        return camera is None or touches_zones(meta, camera, self.zones)
 
     def _keep_frame(self, meta: FrameMeta, pred: Prediction) -> bool:
         keep = self.settings.keep
@@ -372,6 +358,24 @@ class Detector:
                 await message.nak()
             self.counts.released += 1
             self.metrics.naks.labels(reason).inc()
+
+
+def touches_zones(meta: FrameMeta, camera: CameraConfig, zones: Sequence[str]) -> bool:
+    """Whether a motion box of the frame overlaps the bounding box of one of ``zones`` of its
+    camera (a frame without motion boxes counts as touching: the whole frame moved)."""
+    if not meta.boxes:
+        return True
+    w, h = max(meta.width, 1), max(meta.height, 1)
+    for name in zones:
+        polygon = camera.zones.get(name)
+        if polygon is None:
+            continue
+        zx1, zx2 = min(p[0] for p in polygon), max(p[0] for p in polygon)
+        zy1, zy2 = min(p[1] for p in polygon), max(p[1] for p in polygon)
+        for x1, y1, x2, y2 in meta.boxes:
+            if x1 / w <= zx2 and x2 / w >= zx1 and y1 / h <= zy2 and y2 / h >= zy1:
+                return True
+    return False
 
 
 class _Released(Exception):
