@@ -260,8 +260,9 @@ def _cmd_cluster_watch(args: argparse.Namespace) -> int:
     import asyncio
     import signal as signals
 
-    from tripwire.brokers import open_broker
+    from tripwire.brokers import open_broker, routes_of
     from tripwire.cluster import watch_cluster
+    from tripwire.config import load_config
     from tripwire.settings import CommonSettings
 
     settings = CommonSettings(**_settings_overrides(args))
@@ -274,12 +275,19 @@ def _cmd_cluster_watch(args: argparse.Namespace) -> int:
             loop.add_signal_handler(sig, stop.set)
         broker = None
         if settings.broker.url:
-            broker = open_broker(settings.broker, settings.broker.url)
+            # --model: that model's consumer or queue (the config's models section).
+            routes = routes_of(load_config(settings.config_path())) if args.model else None
+            broker = open_broker(
+                settings.broker, settings.broker.url, routes=routes, model=args.model
+            )
             await broker.connect()
+        deployment = args.deployment or (
+            f"tripwire-detector-{args.model}" if args.model else "tripwire-detector"
+        )
         try:
             await watch_cluster(
                 args.namespace,
-                args.deployment,
+                deployment,
                 args.out,
                 kubeconfig=args.kubeconfig,
                 depth=broker.depth if broker else None,
@@ -470,7 +478,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     watch.add_argument("--broker", help="broker URL for the queue depth (port-forward it)")
     watch.add_argument("--namespace", default="tripwire")
-    watch.add_argument("--deployment", default="tripwire-detector")
+    watch.add_argument("--deployment", help="default tripwire-detector[-<model>]")
+    watch.add_argument("--model", help="a model of the config's models section (its queue)")
     watch.add_argument("--kubeconfig", help="default: in-cluster, else ~/.kube/config")
     watch.add_argument("--interval", type=float, default=5.0, help="depth poll seconds")
     watch.add_argument("--out", type=Path, default=Path("cluster-timeline.jsonl"))
