@@ -4,6 +4,7 @@ the same generated ScaledObject."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,6 @@ from tests.test_k3s_manifests import (
     NAMESPACE,
     _materialize,
     kubectl_build,
-    python_build,
 )
 from tests.test_k3s_server_dryrun import plane  # noqa: F401  (the fixture)
 from tripwire.config import parse_config
@@ -46,7 +46,9 @@ def test_render_builds_one_detector_per_model(tmp_path: Path, broker: Any) -> No
     deploy = _materialize(tmp_path)
     out = tmp_path / "models"
     write(parse_config(CONFIG), broker, out, root=deploy.parent)
-    objects = kubectl_build(out) if shutil.which("kubectl") else python_build(out)
+    if not shutil.which("kubectl"):
+        pytest.skip("the rendered overlay's patches need kubectl kustomize")
+    objects = kubectl_build(out)
     names = {(o["kind"], o["metadata"]["name"]) for o in objects}
     assert ("Deployment", "tripwire-detector") not in names
     assert ("ScaledObject", "tripwire-detector") not in names
@@ -67,6 +69,19 @@ def test_render_builds_one_detector_per_model(tmp_path: Path, broker: Any) -> No
     coco_env = {e["name"]: e.get("value") for e in deployments["tripwire-detector-coco"]
                 ["spec"]["template"]["spec"]["containers"][0]["env"]}  # fmt: skip
     assert coco_env["TRIPWIRE_DEVICE"] == "cuda:0"  # auto: the GPU pod's setting stays
+
+    # The wake controller wakes (and may scale) the models' Deployments instead.
+    wake = deployments["tripwire-wake"]
+    wake_env = {
+        e["name"]: e.get("value") for e in wake["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    wanted = ["tripwire-detector-coco", "tripwire-detector-accident"]
+    assert json.loads(wake_env["TRIPWIRE_DEPLOYMENTS"]) == wanted
+    assert len(wake_env) > 3  # merged into its env, not replacing it
+    (role,) = [
+        o for o in objects if o["kind"] == "Role" and o["metadata"]["name"] == "tripwire-wake"
+    ]
+    assert [r["resourceNames"] for r in role["rules"]] == [wanted, wanted]
 
     kubernetes_validate = pytest.importorskip("kubernetes_validate", reason="deploy extra")
     jsonschema = pytest.importorskip("jsonschema", reason="test extra")

@@ -6,12 +6,14 @@ section changes only what is its own: the names (``tripwire-detector-<model>``),
 consumer or queue its trigger reads (:mod:`tripwire.brokers.routes`), the ``--model``
 argument, the weights it fetches, and the scaling numbers it overrides. The local scaler
 reads the same generated ScaledObject (:func:`model_policies`), so on one machine and on a
-cluster a model scales by the same object.
+cluster a model scales by the same object. The wake controller is pointed at the models'
+Deployments (its list and its Role's resourceNames).
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import os
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -143,6 +145,26 @@ def model_policies(config: CamerasFile, broker: Broker) -> dict[str, ScalingPoli
     }
 
 
+def _wake_patches(models: list[str]) -> list[dict[str, Any]]:
+    """The wake controller wakes, and may scale, each model's Deployment instead."""
+    names = [workload_name(m) for m in models]
+    env = {"name": "TRIPWIRE_DEPLOYMENTS", "value": json.dumps(names)}
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "tripwire-wake", "namespace": "tripwire"},
+        "spec": {"template": {"spec": {"containers": [{"name": "wake", "env": [env]}]}}},
+    }
+    role = [{"op": "replace", "path": f"/rules/{i}/resourceNames", "value": names} for i in (0, 1)]
+    return [
+        {"patch": yaml.safe_dump(deployment)},
+        {
+            "target": {"kind": "Role", "name": "tripwire-wake"},
+            "patch": yaml.safe_dump(role),
+        },
+    ]
+
+
 def kustomization(models: list[str], overlay: str) -> dict[str, Any]:
     """An overlay that replaces the shipped single detector with one per model."""
     deletes = [
@@ -167,7 +189,8 @@ def kustomization(models: list[str], overlay: str) -> dict[str, Any]:
                 )
             }
             for api, kind, name in deletes
-        ],
+        ]
+        + _wake_patches(models),
     }
 
 
