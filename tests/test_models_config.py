@@ -14,6 +14,7 @@ from tripwire.brokers.routes import DEFAULT_ROUTES, MotionRoute, routes_of
 from tripwire.config import parse_config
 from tripwire.contract import FrameMeta
 from tripwire.errors import ConfigError
+from tripwire.model_pools import changed_models
 from tripwire.settings import DetectorSettings
 
 HASH = "sha256:" + "ab" * 32
@@ -134,3 +135,11 @@ def test_a_model_with_zones_reads_frames_whose_motion_touches_them() -> None:
     assert touches_zones(frame((10, 5, 30, 40), (150, 55, 190, 70)), camera, ["road"])
     assert touches_zones(frame(), camera, ["road"])  # no boxes: the whole frame moved
     assert not touches_zones(frame((10, 60, 30, 90)), camera, ["gate"])  # not its zone
+
+
+def test_a_reload_swaps_only_the_models_that_changed() -> None:
+    old = parse_config(_file(models=[COCO, ACCIDENT]))
+    new = parse_config(_file(models=[COCO, {**ACCIDENT, "weights": "accident-v2.pt"},
+                                     {**COCO, "name": "fire"}]))  # fmt: skip
+    assert changed_models(old, new) == ["accident"]  # a new model is not a swap
+    assert changed_models(old, old) == []

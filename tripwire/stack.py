@@ -14,7 +14,8 @@ console, then the broker. Nothing is left running.
 
 With a ``models:`` section in the config each model gets its own worker pool and its own
 scaler (its generated ScaledObject, :func:`tripwire.model_manifests.model_policies`) reading
-its own consumer's backlog; pools of one model family fork from one shared standby. A model
+its own consumer's backlog; pools of one model family fork from one shared standby
+(:mod:`tripwire.model_pools`). A model
 is swapped by name (new weights in the config, same name: :meth:`Stack.swap`, or SIGHUP to
 ``tripwire up``): its workers drain (finish their batch, return the rest to its consumer)
 while the scaler starts replacements that load the new weights; no frame is lost.
@@ -42,10 +43,10 @@ from tripwire.brokers import Broker, open_broker, routes_of
 from tripwire.config import CamerasFile, load_config
 from tripwire.contract import WAKE_SUBJECT
 from tripwire.errors import BrokerError, TripwireError
+from tripwire.model_pools import ModelPools, changed_models
 from tripwire.runtime import BrokerEndpoint, resolve_broker
 from tripwire.scaler import Scaler, ScalingPolicy, load_policy, policy_file
 from tripwire.scaler.executor import LocalScaler, WorkerPool
-from tripwire.scaler.prefork import Zygote
 from tripwire.settings import DetectorSettings, GatewaySettings
 from tripwire.urls import redact
 
@@ -303,9 +304,8 @@ async def running_stack(options: StackOptions) -> AsyncIterator[Stack]:
     gateway: asyncio.subprocess.Process | None = None
     events: asyncio.subprocess.Process | None = None
     console: asyncio.subprocess.Process | None = None
-    locals_: dict[str, LocalScaler] = {}
-    depth_brokers: list[Broker] = []
-    standbys: dict[str, Zygote] = {}
+    pools = ModelPools()
+    locals_ = pools.scalers
     tasks: list[asyncio.Task[None]] = []
     try:
         await broker.connect()
@@ -321,29 +321,15 @@ async def running_stack(options: StackOptions) -> AsyncIterator[Stack]:
             await pool.start()  # the standby's imports overlap the gateway's start
             locals_["default"] = LocalScaler(Scaler(policy), broker.depth, pool)
         else:
-            policies = _model_policies(config, policy.broker)
-            for model in config.models:
-                depth_broker = open_broker(
-                    options.gateway.broker, endpoint.url, routes=routes, model=model.name
-                )
-                depth_brokers.append(depth_broker)
-                await depth_broker.connect()
-                family = _family(model.weights)
-                if options.prefork and family not in standbys:
-                    standbys[family] = Zygote(sys.executable, env, log_dir / f"zygote-{family}.log")
-                    await standbys[family].ensure_running()
-                pool = WorkerPool(
-                    [*detector_command(options.detector), "--model", model.name],
-                    env,
-                    options.detector.stop_timeout_s,
-                    log_dir / model.name,
-                    prefork=options.prefork,
-                    shared_standby=standbys.get(family),
-                )
-                locals_[model.name] = LocalScaler(
-                    Scaler(policies[model.name]), depth_broker.depth, pool
-                )
-            policy = policies[config.models[0].name]
+            policy = await pools.start(
+                config,
+                (options.gateway.broker, endpoint.url, routes),
+                detector_command(options.detector),
+                env,
+                options.detector.stop_timeout_s,
+                log_dir,
+                options.prefork,
+            )
         local = next(iter(locals_.values()))
         events, console, console_url = await _start_events_and_console(options, env, log_dir)
         gateway, url = await _start_gateway(options, env, log_dir)
@@ -391,10 +377,7 @@ async def running_stack(options: StackOptions) -> AsyncIterator[Stack]:
             await asyncio.gather(*tasks, return_exceptions=True)
         for each in locals_.values():  # done by the scaler's run already, unless never started
             await each.pool.stop_all()
-        for standby in standbys.values():
-            await standby.stop()
-        for depth_broker in depth_brokers:
-            await depth_broker.close()
+        await pools.close()
         for child in (events, console):
             if child is not None:
                 await _terminate(child, 15)
@@ -409,30 +392,13 @@ async def _swap_changed(stack: Stack) -> None:
     except TripwireError as exc:
         log.error("config not reloaded: %s", exc)
         return
-    old = stack.config
-    for model in config.models:
-        before = old.model(model.name)
-        if before is None or before == model:
-            continue
+    for name in changed_models(stack.config, config):
         try:
-            drained = await stack.swap(model.name)
+            drained = await stack.swap(name)
         except TripwireError as exc:
-            log.error("model %s not swapped: %s", model.name, exc)
+            log.error("model %s not swapped: %s", name, exc)
             continue
-        log.info("model %s swapped to %s (%d worker(s) draining)", model.name, model.weights,
-                 drained)  # fmt: skip
-
-
-def _model_policies(config: CamerasFile, broker: str) -> dict[str, ScalingPolicy]:
-    from tripwire.model_manifests import model_policies
-
-    return model_policies(config, "rabbitmq" if broker == "rabbitmq" else "nats")
-
-
-def _family(weights: str) -> str:
-    from tripwire.model_config import family
-
-    return family(weights)
+        log.info("model %s swapped (%d worker(s) draining)", name, drained)
 
 
 async def run_up(options: StackOptions) -> int:
