@@ -37,9 +37,9 @@ import httpx
 import psutil
 import yaml
 
-from loadtest.camera_sim import video_source
 from loadtest.clips import WAREHOUSE, find_video
-from loadtest.scenes import demo_scene
+from tripwire.app.camera_sim import video_source
+from tripwire.app.scenes import demo_scene
 from tripwire.embedded_nats import free_port
 from tripwire.starter import read_tokens, write_starter_config
 
@@ -268,7 +268,7 @@ def _start_gateway(
     env.pop("TRIPWIRE_BROKER__URL", None)
     log = (home / "gateway.log").open("wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "tripwire.cli", "gateway"], env=env, stdout=log, stderr=log
+        [sys.executable, "-m", "tripwire.app.cli", "gateway"], env=env, stdout=log, stderr=log
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60

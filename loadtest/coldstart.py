@@ -29,11 +29,11 @@ from typing import Any
 import httpx
 import yaml
 
-from loadtest.scenes import Scene, Walker
 from tripwire import timeline
+from tripwire.app.scenes import Scene, Walker
+from tripwire.app.stack import Stack, StackOptions, running_stack
 from tripwire.scaler import policy_file
 from tripwire.settings import DetectorSettings, GatewaySettings
-from tripwire.stack import Stack, StackOptions, running_stack
 from tripwire.starter import read_tokens, write_starter_config
 
 STAGES = ["scale_decision", "worker_started", "model_loaded", "first_inference", "result_stored"]

@@ -38,7 +38,7 @@ import cv2
 import numpy as np
 
 from functions.motion import MotionDetector, MotionResult
-from loadtest.scenes import (
+from tripwire.app.scenes import (
     Cloud,
     Foliage,
     Lamp,

@@ -515,7 +515,7 @@ _METRICS_RE = re.compile(r"detector metrics on http://[\d.]+:(\d+)/metrics")
 
 @dataclass
 class DetectorProcess:
-    """``python -m tripwire.cli detector`` with the given environment; output to a log file."""
+    """``python -m tripwire.app.cli detector`` with the given environment; output to a log file."""
 
     home: Path
     env: dict[str, str]
@@ -534,7 +534,15 @@ class DetectorProcess:
         inherited = ("TRIPWIRE_", "YOLO_", "MPLCONFIGDIR")
         env = {k: v for k, v in os.environ.items() if not k.startswith(inherited)}
         env.update({"TRIPWIRE_HOME": str(self.home), "PYTHONUNBUFFERED": "1", **self.env})
-        cmd = [sys.executable, "-m", "tripwire.cli", "detector", "--metrics-port", "0", *self.args]
+        cmd = [
+            sys.executable,
+            "-m",
+            "tripwire.app.cli",
+            "detector",
+            "--metrics-port",
+            "0",
+            *self.args,
+        ]
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 cmd, cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=log,

@@ -20,7 +20,7 @@ import pytest
 from functions.motion.cameras import pulls_for
 from functions.motion.pull import Backoff, PullState, iter_frames, iter_pull
 from functions.motion.sources import resolve_kind
-from loadtest.scenes import Scene, Walker
+from tripwire.app.scenes import Scene, Walker
 from tripwire.config import CameraConfig, parse_config
 from tripwire.embedded_nats import free_port
 from tripwire.errors import ConfigError

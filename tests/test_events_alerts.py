@@ -411,7 +411,7 @@ def test_a_detector_whose_rules_its_model_cannot_fire_stops_with_the_reason(
     env = {k: v for k, v in os.environ.items() if k != "TRIPWIRE_BROKER__URL"}
     env["TRIPWIRE_HOME"] = str(tmp_path)
     done = subprocess.run(
-        [sys.executable, "-m", "tripwire.cli", "detector", "--config", str(config),
+        [sys.executable, "-m", "tripwire.app.cli", "detector", "--config", str(config),
          "--weights", str(ACCIDENT), "--metrics-port", "0"],
         env=env, capture_output=True, text=True, timeout=180,
     )  # fmt: skip

@@ -363,7 +363,7 @@ def test_a_frame_limit_over_the_broker_payload_is_refused_at_start(tmp_path: Pat
             [
                 sys.executable,
                 "-m",
-                "tripwire.cli",
+                "tripwire.app.cli",
                 "gateway",
                 "--broker",
                 server.url,
@@ -384,7 +384,7 @@ def test_a_frame_limit_over_the_broker_payload_is_refused_at_start(tmp_path: Pat
             [
                 sys.executable,
                 "-m",
-                "tripwire.cli",
+                "tripwire.app.cli",
                 "gateway",
                 "--broker",
                 server.url,
@@ -561,7 +561,7 @@ def test_a_stalled_upload_does_not_hold_the_exit(tmp_path: Path) -> None:
     env |= {"TRIPWIRE_HOME": str(tmp_path), "TRIPWIRE_PORT": str(port), "PYTHONPATH": str(REPO)}
     env["TRIPWIRE_BODY_TIMEOUT_S"] = "300"
     gateway = subprocess.Popen(
-        [sys.executable, "-m", "tripwire.cli", "gateway"], env=env, stderr=subprocess.DEVNULL
+        [sys.executable, "-m", "tripwire.app.cli", "gateway"], env=env, stderr=subprocess.DEVNULL
     )
     try:
         deadline = time.monotonic() + 60

@@ -1,4 +1,4 @@
-"""Motion decisions on synthetic 1280x720 JPEG scenes (loadtest/scenes.py).
+"""Motion decisions on synthetic 1280x720 JPEG scenes (tripwire/app/scenes.py).
 
 Every scene has a textured still background with fresh sensor noise in every frame. The
 gate must open for real movers (a person crossing, a small distant person, someone walking
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from functions.motion import MotionDetector, MotionResult
-from loadtest.scenes import Flash, Lamp, Scene, Walker, crowd, dusk, lights_on
+from tripwire.app.scenes import Flash, Lamp, Scene, Walker, crowd, dusk, lights_on
 from tripwire.config import CameraConfig, MotionConfig
 
 HASH = "sha256:" + "0" * 64

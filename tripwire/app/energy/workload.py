@@ -1,7 +1,7 @@
 """What one ``tripwire bench energy`` run is: its modes, options and the record of a mode's run.
 
-Shared by the runner (:mod:`loadtest.energy`), the accounting (:mod:`loadtest.energy_account`)
-and the report (:mod:`loadtest.energy_report`).
+Shared by the runner (:mod:`tripwire.app.energy.bench`), the accounting
+(:mod:`tripwire.app.energy.account`) and the report (:mod:`tripwire.app.energy.report`).
 
 Every mode is motion-gated and fed the same pre-rendered, seeded frames with the same capture
 clock, so every mode is asked to detect the same frames (equal work); they differ only in how

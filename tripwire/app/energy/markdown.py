@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from loadtest.energy_workload import COOLDOWN_S, CROSSING_S, EnergyOptions
+from tripwire.app.energy.workload import COOLDOWN_S, CROSSING_S, EnergyOptions
 from tripwire.metrics.power_profile import FIELDS, PowerProfile
 
 # The paper's always-on vs FaaS figures (V100, measured), shown beside ours.
@@ -192,7 +192,7 @@ def markdown(
             "",
             "`sweep.png`: measured points at the share of frames that had motion (a run shorter "
             "than one period, 10 s / duty, sees more motion than its nominal duty) and the "
-            "model's curves (`loadtest/energy_model.py`). Measured points include the drain "
+            "model's curves (`tripwire/app/energy/model.py`). Measured points include the drain "
             "and the idle tail after the cameras stop: where the detector is slower than the "
             "cameras (a CPU), that tail, not the duty cycle, decides them.",
         ]

@@ -29,12 +29,12 @@ Protocol, one JSON object per line. The supervisor writes on stdin::
 and reads on stdout ``{"ready": {...}}`` once the imports are done, ``{"id": 3, "spawned":
 pid}`` (or ``{"id": 3, "error": "..."}``) per request, and ``{"exited": pid, "code": n}`` as
 children end (``code`` as asyncio reports it: negative for a signal). Each child runs
-``tripwire.cli.main(argv)`` in its own session with ``env`` applied, stdin on /dev/null and
+``tripwire.app.cli.main(argv)`` in its own session with ``env`` applied, stdin on /dev/null and
 stdout and stderr appended to ``log``. When stdin closes the standby exits; a child still
 running then has lost its supervisor and is asked to stop (SIGTERM: it finishes its batch).
 Its own death (a crash, SIGKILL) does not touch the children.
 
-    python -m functions.detector.zygote   # normally started by the local scaler
+    python -m tripwire.app.zygote   # normally started by the local scaler
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ def preload() -> None:
 
     import functions.detector.run
     import functions.detector.worker  # noqa: F401
-    import tripwire.cli  # noqa: F401
+    import tripwire.app.cli  # noqa: F401
 
 
 class Standby:
@@ -192,7 +192,7 @@ class Standby:
 
             numpy.random.seed()
             sys.argv = ["tripwire", *argv]
-            from tripwire.cli import main
+            from tripwire.app.cli import main
 
             code = main(argv)
         except SystemExit as exc:

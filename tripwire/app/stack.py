@@ -114,7 +114,7 @@ async def _start_child(
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "tripwire.cli",
+            "tripwire.app.cli",
             name,
             env=env,
             stdin=asyncio.subprocess.DEVNULL,
@@ -228,7 +228,7 @@ def detector_command(settings: DetectorSettings) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "tripwire.cli",
+        "tripwire.app.cli",
         "detector",
         "--weights",
         settings.weights,

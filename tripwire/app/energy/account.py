@@ -19,8 +19,8 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
-from loadtest.energy_workload import ModeRun
 from tripwire import timeline
+from tripwire.app.energy.workload import ModeRun
 from tripwire.metrics.power_profile import PowerProfile
 
 PARTS = ("idle_floor", "resident", "inference", "cold_start")

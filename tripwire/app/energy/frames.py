@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from loadtest.camera_sim import scene_source, video_source
-from loadtest.energy_workload import CROSSING_S, EnergyOptions
-from loadtest.scenes import demo_scene
+from tripwire.app.camera_sim import scene_source, video_source
+from tripwire.app.energy.workload import CROSSING_S, EnergyOptions
+from tripwire.app.scenes import demo_scene
 
 
 @dataclass

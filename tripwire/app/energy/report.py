@@ -15,7 +15,7 @@ summary.json (schema ``tripwire.bench.energy/2``)::
      "paper_comparison": {...}, "sweep": [{"duty_cycle": .., "modes": {...}}, ...],
      "crossover": {...}}
 
-A ``<run>`` is :meth:`loadtest.energy_account.Accounting.record`.
+A ``<run>`` is :meth:`tripwire.app.energy.account.Accounting.record`.
 """
 
 from __future__ import annotations
@@ -26,11 +26,11 @@ import statistics
 from collections.abc import Sequence
 from typing import Any
 
-from loadtest.energy_account import PARTS, Accounting, account
-from loadtest.energy_markdown import PAPER, markdown
-from loadtest.energy_model import DutyModel
-from loadtest.energy_plots import plot_all
-from loadtest.energy_workload import (
+from tripwire.app.energy.account import PARTS, Accounting, account
+from tripwire.app.energy.markdown import PAPER, markdown
+from tripwire.app.energy.model import DutyModel
+from tripwire.app.energy.plots import plot_all
+from tripwire.app.energy.workload import (
     COOLDOWN_S,
     CROSSING_S,
     MODES,

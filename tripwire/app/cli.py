@@ -195,8 +195,8 @@ def _cmd_console(args: argparse.Namespace) -> int:
 
 
 def _stack_options(args: argparse.Namespace) -> Any:
+    from tripwire.app.stack import StackOptions
     from tripwire.settings import DetectorSettings, GatewaySettings
-    from tripwire.stack import StackOptions
 
     gateway = GatewaySettings(**_settings_overrides(args, "config", "host", "port"))
     detector = DetectorSettings(**_settings_overrides(args, "config", "weights", "task"))
@@ -215,7 +215,7 @@ def _stack_options(args: argparse.Namespace) -> Any:
 def _cmd_up(args: argparse.Namespace) -> int:
     import asyncio
 
-    from tripwire.stack import run_up
+    from tripwire.app.stack import run_up
 
     options = _stack_options(args)
     _logging(options.gateway.log_level)
@@ -225,7 +225,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     import asyncio
 
-    from loadtest.demo import DemoOptions, run_demo
+    from tripwire.app.demo import DemoOptions, run_demo
 
     _logging("WARNING")
     options = DemoOptions(
@@ -305,7 +305,7 @@ def _cmd_cluster_wake(args: argparse.Namespace) -> int:
 def _cmd_bench_energy(args: argparse.Namespace) -> int:
     import asyncio
 
-    from loadtest.energy import EnergyOptions, run_bench
+    from tripwire.app.energy.bench import EnergyOptions, run_bench
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     options = EnergyOptions(

@@ -21,13 +21,13 @@ from typing import Any
 
 import httpx
 
-from loadtest.camera_sim import FrameSource, SimulatedCamera, scene_source, video_source
-from loadtest.scenes import demo_scene
 from tripwire import timeline
+from tripwire.app.camera_sim import FrameSource, SimulatedCamera, scene_source, video_source
+from tripwire.app.scenes import demo_scene
+from tripwire.app.stack import Stack, StackOptions, running_stack
 from tripwire.brokers import Broker, open_broker
 from tripwire.contract import ALERTS_PREFIX, DETECTIONS_PREFIX
 from tripwire.settings import DetectorSettings, GatewaySettings
-from tripwire.stack import Stack, StackOptions, running_stack
 from tripwire.starter import read_tokens, write_starter_config
 
 DEFAULT_WEIGHTS = "yolo11n.pt"

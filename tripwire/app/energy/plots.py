@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from loadtest.energy_account import PARTS, Accounting
-from loadtest.energy_model import DutyModel
+from tripwire.app.energy.account import PARTS, Accounting
+from tripwire.app.energy.model import DutyModel
 from tripwire.metrics.power_profile import PowerProfile
 
 COLOURS = {

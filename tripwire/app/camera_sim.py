@@ -1,6 +1,6 @@
 """Simulated cameras: push JPEG frames over HTTP (keep-alive) to a gateway, paced per camera.
 
-A camera plays a synthetic :class:`~loadtest.scenes.Scene` (frames rendered on demand, in a
+A camera plays a synthetic :class:`~tripwire.app.scenes.Scene` (frames rendered on demand, in a
 worker thread) or loops a video file. It keeps its own schedule: frame k is due at
 start + k/fps; a frame that cannot be sent on time is skipped, not queued, like a real
 camera whose uploads fall behind.
@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 import httpx
 
-from loadtest.scenes import Scene
+from tripwire.app.scenes import Scene
 
 FrameSource = Callable[[int], bytes]
 

@@ -1,6 +1,6 @@
 """``tripwire bench energy``: the same seeded camera frames through every mode, equal work.
 
-Modes are in :mod:`loadtest.energy_workload`. Each run of a mode is a fresh local stack
+Modes are in :mod:`tripwire.app.energy.workload`. Each run of a mode is a fresh local stack
 (embedded NATS, gateway, local scaler, detector workers). The measuring window opens when the
 mode is ready (always-on: its replicas have loaded their model; with the standby: the standby
 has done its imports), the cameras send every frame of the shared clips, the window stays open
@@ -9,7 +9,7 @@ whose queue does not drain within ``drain_timeout_s`` is reported as unable to k
 
 Repeats are interleaved (repeat r runs the modes rotated by r) so that a slow minute of a
 shared machine does not land on one mode. The sampler (:mod:`tripwire.metrics`) records every
-interval; :mod:`loadtest.energy_account` turns samples into energy by component.
+interval; :mod:`tripwire.app.energy.account` turns samples into energy by component.
 
     tripwire bench energy --cameras 2 --fps 10 --duration 60 --repeats 3 --profile v100
     tripwire bench energy --duration 60 --duty-cycle 0.01 0.05 0.2 0.5
@@ -30,19 +30,19 @@ from typing import Any
 import httpx
 import yaml
 
-from loadtest.demo import resolve_weights
-from loadtest.energy_account import account
-from loadtest.energy_frames import Clip, Sender, render
-from loadtest.energy_report import write_report
-from loadtest.energy_workload import COOLDOWN_S, MODES, EnergyOptions, ModeRun, Tally
 from tripwire import timeline
+from tripwire.app.demo import resolve_weights
+from tripwire.app.energy.account import account
+from tripwire.app.energy.frames import Clip, Sender, render
+from tripwire.app.energy.report import write_report
+from tripwire.app.energy.workload import COOLDOWN_S, MODES, EnergyOptions, ModeRun, Tally
+from tripwire.app.stack import Stack, StackOptions, running_stack
 from tripwire.brokers import Broker, open_broker
 from tripwire.contract import ALERTS_PREFIX, DETECTIONS_PREFIX
 from tripwire.metrics import MetricsSettings, Sampler
 from tripwire.metrics.power_profile import load_profile
 from tripwire.scaler import policy_file
 from tripwire.settings import DetectorSettings, GatewaySettings
-from tripwire.stack import Stack, StackOptions, running_stack
 from tripwire.starter import read_tokens, write_starter_config
 
 __all__ = ["EnergyOptions", "run_bench"]
