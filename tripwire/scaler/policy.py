@@ -1,7 +1,8 @@
 """The scaling policy: a KEDA ScaledObject file, read into what KEDA and the HPA decide with.
 
-The files in deploy/keda/ are what KEDA applies on k3s; the local scaler reads the same file
-(``load_policy(policy_file("nats"))``), so one policy is tested and measured everywhere.
+The files in deploy/keda/ are what KEDA applies on k3s; the local scaler reads the package's
+copy of the same file (``load_policy(policy_file("nats"))``), so one policy is tested and
+measured everywhere.
 Defaults are KEDA's (pollingInterval 30, cooldownPeriod 300, minReplicaCount 0,
 maxReplicaCount 100, activation threshold 0) and the HPA's (see ``behavior``).
 
@@ -26,8 +27,6 @@ from tripwire.errors import ConfigError
 from tripwire.scaler.behavior import HpaBehavior
 from tripwire.scaler.triggers import TRIGGERS, Broker, Trigger
 
-API_VERSION = "keda.sh/v1alpha1"
-REPO = Path(__file__).resolve().parents[2]
 PACKAGED = Path(__file__).resolve().with_name("keda")  # package data: deploy/keda's policies
 PAUSE_ANNOTATION_PREFIX = "autoscaling.keda.sh/paused"
 
@@ -149,15 +148,12 @@ class ScalingPolicy(BaseModel):
         return max(self.min_replicas, 1)
 
 
-def policy_file(broker: Broker, root: Path = REPO) -> Path:
-    """deploy/keda/<broker>/scaledobject.yaml under ``root`` (the repository by default).
-
-    Installed from a wheel there is no deploy/ folder: the copy packaged beside this module
-    (tripwire/scaler/keda/, kept equal to deploy/keda by tests/test_scaler_packaged_policy.py)
-    is used instead.
-    """
-    path = root / "deploy" / "keda" / broker / "scaledobject.yaml"
-    return path if path.is_file() else PACKAGED / broker / "scaledobject.yaml"
+def policy_file(broker: Broker) -> Path:
+    """The default ScaledObject of ``broker``: the package's copy of
+    deploy/keda/<broker>/scaledobject.yaml (tripwire/scaler/keda/, kept equal to deploy/keda
+    by tests/test_scaler_packaged_policy.py), so a checkout and a wheel read the same file and
+    the package never reaches into the source tree."""
+    return PACKAGED / broker / "scaledobject.yaml"
 
 
 def _path(loc: tuple[int | str, ...]) -> str:
