@@ -31,6 +31,7 @@ from tripwire.alert_rules import AlertRule
 from tripwire.contract import check_camera_id
 from tripwire.errors import ConfigError, ContractError
 from tripwire.tokens import PREFIX as TOKEN_PREFIX
+from tripwire.validation import Loc, validation_message
 
 Point = tuple[Annotated[float, Field(ge=0.0, le=1.0)], Annotated[float, Field(ge=0.0, le=1.0)]]
 Polygon = Annotated[list[Point], Field(min_length=3, description="at least 3 points, 0..1")]
@@ -237,16 +238,8 @@ class CamerasFile(Strict):
         return next((c for c in self.cameras if c.id == camera_id), None)
 
 
-def _path(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "<root>"
-
-
-def _raise(exc: ValidationError, source: str, prefix: tuple[int | str, ...] = ()) -> NoReturn:
-    lines = [f"{source}: {_path(prefix + tuple(err['loc']))}: {err['msg']}" for err in exc.errors()]
-    raise ConfigError("\n".join(lines)) from None
+def _raise(exc: ValidationError, source: str, prefix: Loc = ()) -> NoReturn:
+    raise ConfigError(validation_message(exc, source, prefix)) from None
 
 
 def parse_config(data: Any, source: str = "<config>") -> CamerasFile:

@@ -26,6 +26,7 @@ from pydantic.alias_generators import to_camel
 from tripwire.errors import ConfigError
 from tripwire.scaler.behavior import HpaBehavior
 from tripwire.scaler.triggers import TRIGGERS, Broker, Trigger
+from tripwire.validation import Loc, validation_message
 
 PACKAGED = Path(__file__).resolve().with_name("keda")  # package data: deploy/keda's policies
 PAUSE_ANNOTATION_PREFIX = "autoscaling.keda.sh/paused"
@@ -156,23 +157,8 @@ def policy_file(broker: Broker) -> Path:
     return PACKAGED / broker / "scaledobject.yaml"
 
 
-def _path(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "<root>"
-
-
-def _raise(exc: ValidationError, source: str, prefix: tuple[int | str, ...] = ()) -> NoReturn:
-    errors = exc.errors()
-    locs = [tuple(err["loc"]) for err in errors]
-    lines = [
-        f"{source}: {_path(prefix + loc)}: {err['msg'].removeprefix('Value error, ')}"
-        for err, loc in zip(errors, locs, strict=True)
-        # a container's own complaint (e.g. "too short") after its item failed adds nothing
-        if not any(len(other) > len(loc) and other[: len(loc)] == loc for other in locs)
-    ]
-    raise PolicyError("\n".join(lines)) from None
+def _raise(exc: ValidationError, source: str, prefix: Loc = ()) -> NoReturn:
+    raise PolicyError(validation_message(exc, source, prefix)) from None
 
 
 def _refuse(source: str, where: str, why: str) -> NoReturn:
