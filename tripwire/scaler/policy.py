@@ -157,6 +157,25 @@ def policy_file(broker: Broker) -> Path:
     return PACKAGED / broker / "scaledobject.yaml"
 
 
+def write_policy_copy(
+    path: Path,
+    broker: Broker = "nats",
+    *,
+    spec: Mapping[str, Any] | None = None,
+    scale_down_window_s: int | None = None,
+) -> Path:
+    """Write the shipped policy of ``broker`` to ``path`` with ``spec`` fields replaced
+    (``pollingInterval``, ``cooldownPeriod``, ``minReplicaCount``...) and, when given, the HPA's
+    scale-down stabilization window: the copies benchmarks and tests run with."""
+    doc = yaml.safe_load(policy_file(broker).read_text())
+    doc["spec"].update(spec or {})
+    if scale_down_window_s is not None:
+        behavior = doc["spec"]["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
+        behavior["scaleDown"]["stabilizationWindowSeconds"] = scale_down_window_s
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
 def _raise(exc: ValidationError, source: str, prefix: Loc = ()) -> NoReturn:
     raise PolicyError(validation_message(exc, source, prefix)) from None
 

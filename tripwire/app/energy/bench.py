@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import yaml
 
 from tripwire import timeline
 from tripwire.app.demo import resolve_weights
@@ -41,7 +40,7 @@ from tripwire.brokers import Broker, open_broker
 from tripwire.contract import ALERTS_PREFIX, DETECTIONS_PREFIX
 from tripwire.metrics import MetricsSettings, Sampler
 from tripwire.metrics.power_profile import load_profile
-from tripwire.scaler import policy_file
+from tripwire.scaler.policy import write_policy_copy
 from tripwire.settings import DetectorSettings, GatewaySettings
 from tripwire.starter import read_tokens, write_starter_config
 
@@ -50,18 +49,9 @@ __all__ = ["EnergyOptions", "run_bench"]
 
 def policy_copy(folder: Path, mode: str, replicas: int, max_replicas: int) -> Path:
     """The shipped policy; always-on pins min = max, scale-to-zero shortens the cooldown."""
-    doc = yaml.safe_load(policy_file("nats").read_text())
-    spec = doc["spec"]
-    if mode == "always-on":
-        spec["minReplicaCount"] = spec["maxReplicaCount"] = replicas
-    else:
-        spec["minReplicaCount"], spec["maxReplicaCount"] = 0, max_replicas
-    spec["cooldownPeriod"] = COOLDOWN_S
-    behavior = spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
-    behavior["scaleDown"]["stabilizationWindowSeconds"] = 0
-    path = folder / "scaledobject.yaml"
-    path.write_text(yaml.safe_dump(doc))
-    return path
+    low, high = (replicas, replicas) if mode == "always-on" else (0, max_replicas)
+    spec = {"minReplicaCount": low, "maxReplicaCount": high, "cooldownPeriod": COOLDOWN_S}
+    return write_policy_copy(folder / "scaledobject.yaml", spec=spec, scale_down_window_s=0)
 
 
 def _processes(stack: Stack) -> dict[str, list[int]]:
