@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +26,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from tripwire import timeline
 from tripwire.metrics.cpu_estimate import CpuEstimate
 from tripwire.metrics.cpu_rapl import RaplCpu
 from tripwire.metrics.gpu_nvml import NvmlGpu
@@ -118,7 +117,7 @@ class Sampler:
         self._last_mono_ns = mono
         self.last = sample
         if self.jsonl is not None:
-            _append_line(self.jsonl, sample.to_json())
+            timeline.append(self.jsonl, sample.to_json())
         return sample
 
     async def run(
@@ -165,12 +164,3 @@ def _read(source: Source) -> SourceReport:
         report = SourceReport.unavailable(source.name, f"{type(exc).__name__}: {exc}")
     report.read_s = time.perf_counter() - start
     return report
-
-
-def _append_line(path: Path, record: dict[str, Any]) -> None:
-    line = json.dumps(record, separators=(",", ":")) + "\n"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    try:
-        os.write(fd, line.encode())
-    finally:
-        os.close(fd)
