@@ -33,7 +33,7 @@ REASONS = {
     "missing-header": "bad headers: missing header Tripwire-Camera",
     "bad-header": "bad headers: header Tripwire-Seq: 'abc' is not an integer",
     "undecodable": "not decodable: image/jpeg body of 4100 bytes",
-    "empty-body": "empty body and no claim-check key",
+    "empty-body": "empty body",
     "redelivered": f"delivered 3 times (max_deliveries {MAX_DELIVERIES})",
 }
 

@@ -192,18 +192,11 @@ class Detector:
                 meta = FrameMeta.from_headers(message.headers)
             except ContractError as exc:
                 raise Poison(f"bad headers: {exc}") from None
-            data = message.body
-            if not data and meta.claim:
-                data = await self._retrying(message, lambda: self.archive.get(meta.claim or ""))
-            if not data:
-                raise Poison("empty body and no claim-check key")
-            return Work(message, meta, data)
+            if not message.body:
+                raise Poison("empty body")
+            return Work(message, meta, message.body)
         except Poison as exc:
             await self._dead(message, str(exc))
-        except ArchiveError as exc:
-            await self._dead(message, f"claim check: {exc}")
-        except _Released:
-            pass
         return None
 
     def _keep_frame(self, meta: FrameMeta, pred: Prediction) -> bool:
