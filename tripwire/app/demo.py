@@ -22,7 +22,13 @@ from typing import Any
 import httpx
 
 from tripwire import timeline
-from tripwire.app.camera_sim import FrameSource, SimulatedCamera, scene_source, video_source
+from tripwire.app.camera_sim import (
+    FrameSource,
+    SimulatedCamera,
+    http_post,
+    scene_source,
+    video_source,
+)
 from tripwire.app.scenes import demo_scene
 from tripwire.app.stack import Stack, StackOptions, running_stack
 from tripwire.brokers import Broker, open_broker
@@ -170,7 +176,12 @@ async def run_demo(options: DemoOptions) -> int:
         ]
         async with httpx.AsyncClient(timeout=10) as client:
             pushes = [
-                asyncio.create_task(c.run(client, stack.gateway_url, options.duration_s))
+                asyncio.create_task(
+                    c.run(
+                        http_post(client, stack.gateway_url, c.camera_id, c.token),
+                        options.duration_s,
+                    )
+                )
                 for c in cams
             ]
             phase = "cameras on"

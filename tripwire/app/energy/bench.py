@@ -30,9 +30,10 @@ from typing import Any
 import httpx
 
 from tripwire import timeline
+from tripwire.app.camera_sim import SimulatedCamera, http_post
 from tripwire.app.demo import resolve_weights
 from tripwire.app.energy.account import account
-from tripwire.app.energy.frames import Clip, Sender, render
+from tripwire.app.energy.frames import Clip, render
 from tripwire.app.energy.report import write_report
 from tripwire.app.energy.workload import COOLDOWN_S, MODES, EnergyOptions, ModeRun, Tally
 from tripwire.app.stack import Stack, StackOptions, running_stack
@@ -153,7 +154,11 @@ async def run_mode(
         prefork=mode == "scale-to-zero-standby",
         console_port=0,
     )
-    senders = [Sender(clip, tokens[clip.camera_id]) for clip in clips]
+    senders = [
+        SimulatedCamera(clip.camera_id, tokens[clip.camera_id], clip.frames, clip.fps)
+        for clip in clips
+    ]
+    frames = {clip.camera_id: len(clip.frames) for clip in clips}
     tally = Tally()
     name = f"{mode} #{repeat + 1} duty {duty_cycle:g}"
     async with running_stack(stack_options) as stack:
@@ -183,7 +188,19 @@ async def run_mode(
         started = time.monotonic()
         async with httpx.AsyncClient(timeout=30) as client:
             url = stack.gateway_url
-            sending = [asyncio.create_task(s.run(client, url, t0_ns)) for s in senders]
+            # Equal work in every mode: every frame sent (late, never skipped), a busy
+            # gateway's 503 tried again, each frame stamped with its place on the clock.
+            sending = [
+                asyncio.create_task(
+                    s.run(
+                        http_post(client, url, s.camera_id, s.token, busy_attempts=5),
+                        frames[s.camera_id] / s.fps,
+                        start_ns=t0_ns,
+                        skip_late=False,
+                    )
+                )
+                for s in senders
+            ]
             cameras_off_ns = drained_ns = None
             drain_deadline = idle_until = 0.0
             last_print = -10.0
