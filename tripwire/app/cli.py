@@ -84,9 +84,9 @@ def _cmd_gateway(args: argparse.Namespace) -> int:
     from gateway.app import create_app, preflight
     from gateway.fastpath import IngestFastPath
     from gateway.server import server
+    from tripwire.broker_endpoint import resolve_broker
     from tripwire.brokers import open_broker
     from tripwire.config import load_config
-    from tripwire.runtime import resolve_broker
     from tripwire.settings import GatewaySettings
 
     settings = GatewaySettings(**_settings_overrides(args, "config", "host", "port"))

@@ -31,10 +31,10 @@ import httpx
 import psutil
 
 from tripwire import timeline
+from tripwire.broker_endpoint import BrokerEndpoint, resolve_broker
 from tripwire.brokers import Broker, open_broker
 from tripwire.contract import WAKE_SUBJECT
 from tripwire.errors import BrokerError, TripwireError
-from tripwire.runtime import BrokerEndpoint, resolve_broker
 from tripwire.scaler import Scaler, ScalingPolicy, load_policy, policy_file
 from tripwire.scaler.executor import LocalScaler, WorkerPool
 from tripwire.settings import DetectorSettings, GatewaySettings
