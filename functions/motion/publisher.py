@@ -18,8 +18,8 @@ import asyncio
 import json
 from collections.abc import Callable, Coroutine
 
-from functions.motion.detector import MotionResult
 from functions.motion.event_reporter import EventReporter, Outgoing
+from functions.motion.gate import MotionResult
 from tripwire import timeline
 from tripwire.brokers import Broker
 from tripwire.contract import WAKE_SUBJECT, FrameMeta, Header
