@@ -49,7 +49,7 @@ from tripwire.app.scenes import (
     encode,
     lights_on,
 )
-from tripwire.config import CameraConfig
+from tripwire.camera_config import CameraConfig
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 HASH = "sha256:" + "0" * 64

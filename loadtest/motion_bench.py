@@ -28,7 +28,7 @@ import numpy as np
 from functions.motion import MotionDetector
 from functions.motion.decode import geometry
 from tripwire.app.scenes import Scene, Walker, encode
-from tripwire.config import CameraConfig, MotionConfig
+from tripwire.camera_config import CameraConfig, MotionConfig
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 CLIP = SHARED_DATA / "video_warehouse_cctv_forklift3" / "forklift3.mp4"

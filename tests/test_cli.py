@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tripwire.app.cli import main
-from tripwire.config import load_config
+from tripwire.camera_config import load_config
 from tripwire.starter import read_tokens
 from tripwire.tokens import verify
 

@@ -32,7 +32,7 @@ from tests.detector_harness import (
 from tests.s3_server import SeaweedS3
 from tripwire.archive import ArchiveSettings, S3Settings, open_archive
 from tripwire.archive.local import LocalArchive
-from tripwire.config import CamerasFile
+from tripwire.camera_config import CamerasFile
 from tripwire.settings import DetectorSettings
 
 pytestmark = pytest.mark.usefixtures("ultralytics_present")

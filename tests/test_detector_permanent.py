@@ -20,7 +20,7 @@ from tests.detector_harness import (
     wait_until,
 )
 from tripwire.archive.local import LocalArchive
-from tripwire.config import CamerasFile
+from tripwire.camera_config import CamerasFile
 from tripwire.contract import Header
 from tripwire.settings import DetectorSettings
 

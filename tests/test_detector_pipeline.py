@@ -35,7 +35,7 @@ from tests.detector_harness import (
 from tests.s3_server import SeaweedS3
 from tripwire.archive import Archive, ArchiveSettings, S3Settings, open_archive
 from tripwire.archive.local import LocalArchive
-from tripwire.config import CamerasFile
+from tripwire.camera_config import CamerasFile
 from tripwire.contract import Header
 from tripwire.settings import DetectorSettings
 

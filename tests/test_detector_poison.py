@@ -22,7 +22,7 @@ from tests.detector_harness import (
     publish_frames,
 )
 from tripwire.archive.local import LocalArchive
-from tripwire.config import CamerasFile
+from tripwire.camera_config import CamerasFile
 from tripwire.contract import Header, motion_subject
 from tripwire.settings import DetectorSettings
 

@@ -23,7 +23,7 @@ from tests.detector_harness import ACCIDENT, ACCIDENT_TEST, model
 from tests.event_factory import T0, S, result
 from tests.test_events_function import webhook_server  # noqa: F401
 from tripwire.alert_rules import AlertRule, unknown_classes
-from tripwire.config import CameraConfig
+from tripwire.camera_config import CameraConfig
 from tripwire.errors import StoreUnavailable
 from tripwire.event_messages import FrameResult
 from tripwire.eventstore import Store

@@ -26,7 +26,7 @@ import pytest
 from gateway.app import HEADER_ROOM
 from tests.frames import background, jpeg, moving_box_frames, png
 from tests.gateway_server import drain_motion, running_gateway
-from tripwire.config import CamerasFile, parse_config
+from tripwire.camera_config import CamerasFile, parse_config
 from tripwire.contract import FrameMeta
 from tripwire.embedded_nats import EmbeddedNats, free_port
 from tripwire.settings import BrokerSettings, GatewaySettings

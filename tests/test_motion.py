@@ -16,7 +16,7 @@ import pytest
 
 from functions.motion import MotionDetector, MotionResult
 from tripwire.app.scenes import Flash, Lamp, Scene, Walker, crowd, dusk, lights_on
-from tripwire.config import CameraConfig, MotionConfig
+from tripwire.camera_config import CameraConfig, MotionConfig
 
 HASH = "sha256:" + "0" * 64
 

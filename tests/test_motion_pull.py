@@ -11,7 +11,7 @@ import pytest
 from functions.motion import MotionDetector
 from functions.motion.pull import Pulled, SourceError, iter_pull, run_pull
 from tripwire.app.scenes import Scene, Walker
-from tripwire.config import CameraConfig, MotionConfig
+from tripwire.camera_config import CameraConfig, MotionConfig
 
 HASH = "sha256:" + "0" * 64
 FRAMES = 40

@@ -15,7 +15,7 @@ from tripwire import timeline
 from tripwire.alert_rules import unknown_classes
 from tripwire.archive import open_archive
 from tripwire.broker_endpoint import connected_broker
-from tripwire.config import load_config
+from tripwire.camera_config import load_config
 from tripwire.errors import MODEL_UNAVAILABLE_EXIT
 from tripwire.health_server import HealthServer
 from tripwire.settings import DetectorSettings

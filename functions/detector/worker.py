@@ -29,7 +29,7 @@ from functions.detector.results import encode, result_document
 from tripwire import timeline
 from tripwire.archive import Archive, detections_key, frame_key
 from tripwire.brokers import Broker, Message
-from tripwire.config import CamerasFile
+from tripwire.camera_config import CamerasFile
 from tripwire.contract import FrameMeta, Header, detections_subject
 from tripwire.errors import (
     ArchiveError,

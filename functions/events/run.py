@@ -16,7 +16,7 @@ from functions.events.webhook import Webhook
 from functions.events.worker import EventsFunction
 from tripwire.broker_endpoint import resolve_broker
 from tripwire.brokers import open_broker
-from tripwire.config import load_config
+from tripwire.camera_config import load_config
 from tripwire.errors import StoreUnavailable
 from tripwire.eventstore import Store
 from tripwire.retry import log_retry, retry

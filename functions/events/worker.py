@@ -26,7 +26,7 @@ from functions.events.metrics import EventsMetrics
 from functions.events.mqtt import MqttNotifier
 from functions.events.webhook import Webhook
 from tripwire.brokers import Broker, Message
-from tripwire.config import CamerasFile
+from tripwire.camera_config import CamerasFile
 from tripwire.contract import Header, alerts_subject
 from tripwire.errors import BrokerError, ContractError, StoreError, StoreUnavailable
 from tripwire.event_messages import (

@@ -33,7 +33,7 @@ from functions.motion.publisher import MotionPublisher, frame_meta
 from functions.motion.pull import Backoff, PullState, iter_pull
 from tripwire.broker_endpoint import connected_broker
 from tripwire.brokers import Broker
-from tripwire.config import CameraConfig, SourceConfig, load_config
+from tripwire.camera_config import CameraConfig, SourceConfig, load_config
 from tripwire.errors import BrokerError, ConfigError, TripwireError
 from tripwire.settings import MotionSettings
 from tripwire.urls import redact

@@ -15,7 +15,7 @@ from functions.motion.decode import Geometry, Gray, array_to_gray, decode_gray, 
 from functions.motion.pacing import ArrivalPacer, Pacer
 from functions.motion.probe import probe
 from functions.motion.regions import rasterize
-from tripwire.config import CameraConfig
+from tripwire.camera_config import CameraConfig
 from tripwire.contract import Box
 
 log = logging.getLogger(__name__)

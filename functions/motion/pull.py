@@ -37,7 +37,7 @@ from functions.motion.sources import (
     SourceMissing,
     open_source,
 )
-from tripwire.config import CameraConfig
+from tripwire.camera_config import CameraConfig
 from tripwire.errors import FrameError
 from tripwire.urls import redact
 

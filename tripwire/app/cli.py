@@ -36,7 +36,7 @@ def _settings_overrides(args: argparse.Namespace, *names: str) -> dict[str, Any]
 
 
 def _cmd_token(args: argparse.Namespace) -> int:
-    from tripwire.config import OperatorConfig
+    from tripwire.camera_config import OperatorConfig
     from tripwire.contract import check_camera_id
     from tripwire.tokens import hash_token, new_token
 
@@ -68,7 +68,7 @@ def _cmd_init(args: argparse.Namespace) -> int:
 
 
 def _cmd_config_check(args: argparse.Namespace) -> int:
-    from tripwire.config import load_config
+    from tripwire.camera_config import load_config
 
     cameras = load_config(args.file)
     print(
@@ -86,7 +86,7 @@ def _cmd_gateway(args: argparse.Namespace) -> int:
     from gateway.server import server
     from tripwire.broker_endpoint import resolve_broker
     from tripwire.brokers import open_broker
-    from tripwire.config import load_config
+    from tripwire.camera_config import load_config
     from tripwire.settings import GatewaySettings
 
     settings = GatewaySettings(**_settings_overrides(args, "config", "host", "port"))
@@ -160,7 +160,7 @@ def _cmd_console(args: argparse.Namespace) -> int:
 
     from console.app import create_app
     from tripwire.archive import open_archive
-    from tripwire.config import load_config
+    from tripwire.camera_config import load_config
     from tripwire.eventstore import Store
     from tripwire.settings import ConsoleSettings
 
