@@ -15,7 +15,7 @@ import pytest
 
 from tripwire.app.energy.bench import EnergyOptions, run_bench
 from tripwire.app.energy.model import DutyModel
-from tripwire.metrics.power_profile import (
+from tripwire.meters.power_profile import (
     FIELDS,
     ProfileError,
     load_profile,

@@ -1,7 +1,7 @@
 """Energy by component for one run of one mode: samples + timeline + a power profile.
 
 The device's energy over the window (cameras on -> queue drained -> idle tail) is split as
-:mod:`tripwire.metrics.power_profile` describes: bare idle floor, resident model, inference,
+:mod:`tripwire.meters.power_profile` describes: bare idle floor, resident model, inference,
 cold starts. Where a counter measured the device (NVML for a GPU profile, RAPL for the CPU
 one), the total is the measurement and ``resident`` is what is left after the modelled parts,
 so the parts still add up to what was measured; otherwise every part is modelled and
@@ -21,7 +21,7 @@ from typing import Any
 
 from tripwire import timeline
 from tripwire.app.energy.workload import ModeRun
-from tripwire.metrics.power_profile import PowerProfile
+from tripwire.meters.power_profile import PowerProfile
 
 PARTS = ("idle_floor", "resident", "inference", "cold_start")
 
@@ -291,7 +291,7 @@ def account(run: ModeRun, profile: PowerProfile, window_s: float | None = None) 
     host_source = (
         "measured: rapl (machine-wide package)"
         if s.host_measured
-        else "estimated: pipeline CPU-seconds x W per CPU (tripwire.metrics.cpu_estimate)"
+        else "estimated: pipeline CPU-seconds x W per CPU (tripwire.meters.cpu_estimate)"
     )
     return Accounting(
         run=run,

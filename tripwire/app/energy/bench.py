@@ -8,7 +8,7 @@ until every published frame has been detected (the drain) and then for an idle t
 whose queue does not drain within ``drain_timeout_s`` is reported as unable to keep up.
 
 Repeats are interleaved (repeat r runs the modes rotated by r) so that a slow minute of a
-shared machine does not land on one mode. The sampler (:mod:`tripwire.metrics`) records every
+shared machine does not land on one mode. The sampler (:mod:`tripwire.meters`) records every
 interval; :mod:`tripwire.app.energy.account` turns samples into energy by component.
 
     tripwire bench energy --cameras 2 --fps 10 --duration 60 --repeats 3 --profile v100
@@ -39,8 +39,8 @@ from tripwire.app.energy.workload import COOLDOWN_S, MODES, EnergyOptions, ModeR
 from tripwire.app.stack import Stack, StackOptions, running_stack
 from tripwire.brokers import Broker, open_broker
 from tripwire.contract import ALERTS_PREFIX, DETECTIONS_PREFIX
-from tripwire.metrics import MetricsSettings, Sampler
-from tripwire.metrics.power_profile import load_profile
+from tripwire.meters import MetricsSettings, Sampler
+from tripwire.meters.power_profile import load_profile
 from tripwire.scaler.policy import write_policy_copy
 from tripwire.settings import DetectorSettings, GatewaySettings
 from tripwire.starter import read_tokens, write_starter_config

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from tripwire.app.energy.workload import COOLDOWN_S, CROSSING_S, EnergyOptions
-from tripwire.metrics.power_profile import FIELDS, PowerProfile
+from tripwire.meters.power_profile import FIELDS, PowerProfile
 
 # The paper's always-on vs FaaS figures (V100, measured), shown beside ours.
 PAPER = {"power_saved_w": 65.0, "memory_saved_mib": 858.0, "gpu": "V100"}

@@ -7,7 +7,7 @@ from typing import Any
 
 from tripwire.app.energy.account import PARTS, Accounting
 from tripwire.app.energy.model import DutyModel
-from tripwire.metrics.power_profile import PowerProfile
+from tripwire.meters.power_profile import PowerProfile
 
 COLOURS = {
     "idle_floor": "#9e9e9e",

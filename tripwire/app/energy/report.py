@@ -38,7 +38,7 @@ from tripwire.app.energy.workload import (
     EnergyOptions,
     ModeRun,
 )
-from tripwire.metrics.power_profile import PowerProfile, load_profile, profile_names
+from tripwire.meters.power_profile import PowerProfile, load_profile, profile_names
 
 SCHEMA = "tripwire.bench.energy/2"
 POLLING_S = 5.0  # the shipped policy's pollingInterval: a scale-in is seen up to one poll late

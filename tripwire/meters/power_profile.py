@@ -1,6 +1,6 @@
 """Device power profiles: the model a figure comes from where no counter measures it.
 
-One YAML file per device in ``tripwire/metrics/profiles/`` (shipped in the package). Each
+One YAML file per device in ``tripwire/meters/profiles/`` (shipped in the package). Each
 number has its source in ``sources``; a number that is an assumption says so. The model
 splits a device's energy into four parts, so that a report can show what scale-to-zero saves
 (the held context and the work) and what it cannot (the bare floor of a powered card):
@@ -71,7 +71,7 @@ class PowerProfile(BaseModel):
 
 
 def _folder() -> Path:
-    return Path(str(resources.files("tripwire.metrics") / "profiles"))
+    return Path(str(resources.files("tripwire.meters") / "profiles"))
 
 
 def profile_names() -> list[str]:

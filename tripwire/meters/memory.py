@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import psutil
 
-from tripwire.metrics.protocol import ProcessLister, Reading, SourceReport
+from tripwire.meters.protocol import ProcessLister, Reading, SourceReport
 
 METHOD = "psutil memory_full_info (/proc/<pid>/smaps)"
 SYSTEM_METHOD = "psutil virtual_memory (/proc/meminfo)"

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from tripwire.metrics.protocol import Reading, SourceReport
+from tripwire.meters.protocol import Reading, SourceReport
 
 Probe = Callable[[], float | int | None]
 

@@ -1,8 +1,8 @@
-"""``python -m tripwire.metrics``: sample this machine for a while and print each sample.
+"""``python -m tripwire.meters``: sample this machine for a while and print each sample.
 
 Handy to see what a machine offers (NVML, RAPL or the estimate) before a benchmark::
 
-    python -m tripwire.metrics --seconds 5 --interval 1 --pid detector=1234 --prometheus
+    python -m tripwire.meters --seconds 5 --interval 1 --pid detector=1234 --prometheus
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import os
 import sys
 from pathlib import Path
 
-from tripwire.metrics.sampler import Sample, Sampler
-from tripwire.metrics.settings import CpuEstimateSettings, MetricsSettings
+from tripwire.meters.sampler import Sample, Sampler
+from tripwire.meters.settings import CpuEstimateSettings, MetricsSettings
 
 
 def _pids(values: list[str]) -> dict[str, list[int]]:
@@ -29,7 +29,7 @@ def _pids(values: list[str]) -> dict[str, list[int]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tripwire.metrics", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m tripwire.meters", description=__doc__)
     parser.add_argument("--seconds", type=float, default=5.0, help="how long to sample")
     parser.add_argument("--interval", type=float, default=1.0, help="seconds between samples")
     parser.add_argument("--pid", action="append", default=[], help="ROLE=PID to follow")

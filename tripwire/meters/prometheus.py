@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 if TYPE_CHECKING:
-    from tripwire.metrics.sampler import Sample
+    from tripwire.meters.sampler import Sample
 
 PREFIX = "tripwire_"
 

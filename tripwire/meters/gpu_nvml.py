@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from tripwire.metrics.protocol import ProcessLister, Reading, SourceReport, role_of
+from tripwire.meters.protocol import ProcessLister, Reading, SourceReport, role_of
 
 METHOD = "nvml"
 

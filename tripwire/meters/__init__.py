@@ -6,14 +6,14 @@ Sources: :class:`NvmlGpu` (GPU, measured), :class:`RaplCpu` (CPU, measured where
 :class:`Sampler` reads them on an interval and writes JSONL and Prometheus metrics.
 """
 
-from tripwire.metrics.cpu_estimate import CpuEstimate
-from tripwire.metrics.cpu_rapl import RaplCpu
-from tripwire.metrics.gpu_nvml import NvmlGpu
-from tripwire.metrics.memory import ProcessMemory
-from tripwire.metrics.pipeline import Pipeline
-from tripwire.metrics.protocol import Kind, ProcessMap, Reading, Source, SourceReport
-from tripwire.metrics.sampler import Sample, Sampler
-from tripwire.metrics.settings import CpuEstimateSettings, MetricsSettings
+from tripwire.meters.cpu_estimate import CpuEstimate
+from tripwire.meters.cpu_rapl import RaplCpu
+from tripwire.meters.gpu_nvml import NvmlGpu
+from tripwire.meters.memory import ProcessMemory
+from tripwire.meters.pipeline import Pipeline
+from tripwire.meters.protocol import Kind, ProcessMap, Reading, Source, SourceReport
+from tripwire.meters.sampler import Sample, Sampler
+from tripwire.meters.settings import CpuEstimateSettings, MetricsSettings
 
 __all__ = [
     "CpuEstimate",

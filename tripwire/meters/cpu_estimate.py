@@ -31,8 +31,8 @@ from typing import Any
 
 import psutil
 
-from tripwire.metrics.protocol import ProcessLister, ProcessMap, Reading, SourceReport
-from tripwire.metrics.settings import CpuEstimateSettings
+from tripwire.meters.protocol import ProcessLister, ProcessMap, Reading, SourceReport
+from tripwire.meters.settings import CpuEstimateSettings
 
 PROC_METHOD = "psutil cpu_times (/proc/<pid>/stat)"
 MACHINE_METHOD = "psutil cpu_times (/proc/stat)"

@@ -27,14 +27,14 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from tripwire import timeline
-from tripwire.metrics.cpu_estimate import CpuEstimate
-from tripwire.metrics.cpu_rapl import RaplCpu
-from tripwire.metrics.gpu_nvml import NvmlGpu
-from tripwire.metrics.memory import ProcessMemory
-from tripwire.metrics.pipeline import Pipeline, Probe
-from tripwire.metrics.prometheus import exposition, registry_for
-from tripwire.metrics.protocol import ProcessLister, Reading, Source, SourceReport
-from tripwire.metrics.settings import MetricsSettings
+from tripwire.meters.cpu_estimate import CpuEstimate
+from tripwire.meters.cpu_rapl import RaplCpu
+from tripwire.meters.gpu_nvml import NvmlGpu
+from tripwire.meters.memory import ProcessMemory
+from tripwire.meters.pipeline import Pipeline, Probe
+from tripwire.meters.prometheus import exposition, registry_for
+from tripwire.meters.protocol import ProcessLister, Reading, Source, SourceReport
+from tripwire.meters.settings import MetricsSettings
 
 
 @dataclass

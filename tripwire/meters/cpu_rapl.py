@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tripwire.metrics.protocol import Reading, SourceReport
+from tripwire.meters.protocol import Reading, SourceReport
 
 METHOD = "rapl powercap energy_uj"
 
