@@ -60,6 +60,11 @@ class Header:
     DEAD_SUBJECT = "Tripwire-Dead-Subject"  # the subject / routing key it was published to
 
 
+def dead_reason(reason: str) -> str:
+    """The ``Tripwire-Dead-Reason`` header of a dead letter: one line, at most 256 chars."""
+    return " ".join(reason.split())[:256] or "unspecified"
+
+
 def check_camera_id(camera: str) -> str:
     """Return ``camera`` if it is a valid id, else raise :class:`ContractError`."""
     if not CAMERA_ID_RE.match(camera):
