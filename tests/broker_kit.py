@@ -4,6 +4,7 @@ test suite over both adapters (tests/test_broker_contract.py, tests/test_broker_
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -16,9 +17,10 @@ import pytest
 from tests.rabbitmq_admin import admin as _admin
 from tripwire import contract
 from tripwire.brokers.jetstream import JetStreamBroker
-from tripwire.brokers.protocol import Broker
+from tripwire.brokers.protocol import Broker, Message
 from tripwire.brokers.rabbitmq import RabbitBroker
 from tripwire.brokers.settings import MiB, NatsSettings, RabbitSettings
+from tripwire.contract import FrameMeta
 
 # The last dead letter of a kit's motion subject: its body and headers.
 DeadLetter = tuple[bytes, dict[str, str]]
@@ -50,6 +52,40 @@ def rabbit_settings(unique: str) -> RabbitSettings:
         dead_letter_exchange=f"test-{unique}.dlx",
         dead_letter_queue=f"test-{unique}.dead",
     )
+
+
+def frame_headers(seq: int = 1) -> dict[str, str]:
+    meta = FrameMeta(
+        camera="cam-1",
+        seq=seq,
+        capture_ns=1_700_000_000_000_000_000 + seq,
+        receive_ns=1_700_000_000_000_500_000 + seq,
+        width=1280,
+        height=720,
+        content_type="image/jpeg",
+        motion_score=0.125,
+        boxes=((1, 2, 30, 40), (50, 60, 70, 80)),
+        event_id="ev-1",
+    )
+    return meta.to_headers()
+
+
+async def fetch(broker: Broker, count: int, within: float = 10.0) -> list[Message]:
+    """Exactly ``count`` messages, fetched in as many batches as it takes."""
+    got: list[Message] = []
+    deadline = time.monotonic() + within
+    while len(got) < count and time.monotonic() < deadline:
+        got += await broker.fetch(count - len(got), deadline - time.monotonic())
+    assert len(got) == count
+    return got
+
+
+async def depth_becomes(broker: Broker, expected: int, within: float = 30.0) -> None:
+    # RabbitMQ's management API refreshes queue statistics every 5 s; JetStream's is exact.
+    deadline = time.monotonic() + within
+    while (depth := await broker.depth()) != expected:
+        assert time.monotonic() < deadline, f"depth stayed {depth}, expected {expected}"
+        await asyncio.sleep(0.25)
 
 
 @dataclass

@@ -6,7 +6,6 @@ test_broker_rabbitmq.py."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import socket
 import time
@@ -14,46 +13,12 @@ import time
 import pytest
 
 from tests import broker_kit
-from tests.broker_kit import Kit
+from tests.broker_kit import Kit, depth_becomes, fetch, frame_headers
 from tripwire.brokers.protocol import Broker, Message
 from tripwire.contract import FrameMeta, Header
 from tripwire.errors import BrokerUnavailable
 
 kit = broker_kit.kit  # the fixture: each test runs on both adapters
-
-
-def frame_headers(seq: int = 1) -> dict[str, str]:
-    meta = FrameMeta(
-        camera="cam-1",
-        seq=seq,
-        capture_ns=1_700_000_000_000_000_000 + seq,
-        receive_ns=1_700_000_000_000_500_000 + seq,
-        width=1280,
-        height=720,
-        content_type="image/jpeg",
-        motion_score=0.125,
-        boxes=((1, 2, 30, 40), (50, 60, 70, 80)),
-        event_id="ev-1",
-    )
-    return meta.to_headers()
-
-
-async def fetch(broker: Broker, count: int, within: float = 10.0) -> list[Message]:
-    """Exactly ``count`` messages, fetched in as many batches as it takes."""
-    got: list[Message] = []
-    deadline = time.monotonic() + within
-    while len(got) < count and time.monotonic() < deadline:
-        got += await broker.fetch(count - len(got), deadline - time.monotonic())
-    assert len(got) == count
-    return got
-
-
-async def depth_becomes(broker: Broker, expected: int, within: float = 30.0) -> None:
-    # RabbitMQ's management API refreshes queue statistics every 5 s; JetStream's is exact.
-    deadline = time.monotonic() + within
-    while (depth := await broker.depth()) != expected:
-        assert time.monotonic() < deadline, f"depth stayed {depth}, expected {expected}"
-        await asyncio.sleep(0.25)
 
 
 async def test_round_trip_keeps_body_bytes_and_every_header(kit: Kit) -> None:

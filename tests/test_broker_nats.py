@@ -14,11 +14,11 @@ import nats
 import pytest
 from nats.js.api import StreamInfo
 
+from tests.broker_kit import frame_headers
 from tripwire import embedded_nats
 from tripwire.brokers.jetstream import JetStreamBroker
 from tripwire.brokers.protocol import Message
 from tripwire.brokers.settings import NatsSettings
-from tripwire.contract import FrameMeta
 from tripwire.embedded_nats import EmbeddedNats
 from tripwire.errors import BrokerError, BrokerUnavailable, PublishTimeout
 
@@ -44,22 +44,6 @@ def isolated(unique: str, **overrides: Any) -> NatsSettings:
     }
     fields.update(overrides)
     return NatsSettings(**fields)
-
-
-def frame_headers(seq: int = 1) -> dict[str, str]:
-    meta = FrameMeta(
-        camera="cam-1",
-        seq=seq,
-        capture_ns=1_700_000_000_000_000_000 + seq,
-        receive_ns=1_700_000_000_000_500_000 + seq,
-        width=640,
-        height=480,
-        content_type="image/jpeg",
-        motion_score=0.125,
-        boxes=((1, 2, 30, 40), (50, 60, 70, 80)),
-        event_id="ev-1",
-    )
-    return meta.to_headers()
 
 
 @pytest.fixture

@@ -17,30 +17,14 @@ import pika
 import pytest
 from pydantic import ValidationError
 
+from tests.broker_kit import fetch, frame_headers
 from tests.rabbitmq_admin import admin as _admin
-from tripwire.brokers.protocol import Message
 from tripwire.brokers.rabbitmq import RabbitBroker, topic_matches
 from tripwire.brokers.settings import RabbitSettings
-from tripwire.contract import FrameMeta, Header, motion_subject
+from tripwire.contract import Header, motion_subject
 from tripwire.errors import BrokerError, BrokerUnavailable
 
 SUBJECT = motion_subject("cam-1")
-
-
-def _headers(seq: int = 1) -> dict[str, str]:
-    meta = FrameMeta(
-        camera="cam-1",
-        seq=seq,
-        capture_ns=1_700_000_000_000_000_000 + seq,
-        receive_ns=1_700_000_000_000_100_000 + seq,
-        width=1280,
-        height=720,
-        content_type="image/jpeg",
-        motion_score=0.125,
-        boxes=((1, 2, 30, 40), (50, 60, 70, 80)),
-        event_id="evt-1",
-    )
-    return meta.to_headers()
 
 
 @pytest.fixture
@@ -76,16 +60,6 @@ async def broker(rabbitmq_url: str, settings: RabbitSettings) -> AsyncIterator[R
     await rabbit.close()
 
 
-async def _fetch(broker: RabbitBroker, count: int, within: float = 5.0) -> list[Message]:
-    """Exactly ``count`` messages, fetched in as many batches as it takes."""
-    got: list[Message] = []
-    deadline = time.monotonic() + within
-    while len(got) < count and time.monotonic() < deadline:
-        got += await broker.fetch(count - len(got), deadline - time.monotonic())
-    assert len(got) == count
-    return got
-
-
 def _raw_get(url: str, queue: str) -> tuple[Any, bytes]:
     """basic.get one message (auto-ack) with plain pika: what another client would see."""
     connection = pika.BlockingConnection(pika.URLParameters(url))
@@ -100,7 +74,7 @@ def _raw_get(url: str, queue: str) -> tuple[Any, bytes]:
 async def test_publish_is_persistent_with_content_type_and_message_id(
     broker: RabbitBroker, rabbitmq_url: str, settings: RabbitSettings
 ) -> None:
-    headers = _headers(seq=7)
+    headers = frame_headers(seq=7)
     await broker.publish(SUBJECT, b"\xff\xd8 jpeg", headers)
     properties, body = await asyncio.to_thread(_raw_get, rabbitmq_url, settings.queue)
     assert body == b"\xff\xd8 jpeg"
@@ -126,13 +100,13 @@ async def test_full_queue_refuses_publish_and_keeps_max_length(
         stored = 0
         with pytest.raises(BrokerUnavailable) as refused:
             for seq in range(10):
-                await broker.publish(SUBJECT, b"frame", _headers(seq))
+                await broker.publish(SUBJECT, b"frame", frame_headers(seq))
                 stored += 1
         assert f"queue {settings.queue} is full (x-max-length 3, overflow reject-publish)" in str(
             refused.value
         )
         assert 3 <= stored <= most
-        assert len(await _fetch(broker, stored)) == stored
+        assert len(await fetch(broker, stored)) == stored
         assert await broker.fetch(1, 0.5) == []
     finally:
         await broker.close()
@@ -144,7 +118,7 @@ async def test_unroutable_motion_publish_is_an_error(
     binding = f"e/{quote(settings.exchange, safe='')}/q/{quote(settings.queue, safe='')}"
     _admin("DELETE", f"bindings/%2F/{binding}/{quote(settings.binding_key, safe='')}")
     with pytest.raises(BrokerError, match="not routed to any queue"):
-        await broker.publish(SUBJECT, b"frame", _headers())
+        await broker.publish(SUBJECT, b"frame", frame_headers())
     # Results and alerts go to whoever listens: nobody listening is not an error.
     await broker.publish("tripwire.detections.cam-1", b"{}", {})
 
@@ -155,14 +129,14 @@ async def test_closing_a_consumer_returns_unacked_messages(
     first = _broker(rabbitmq_url, settings)
     await first.connect()
     for seq in range(2):
-        await first.publish(SUBJECT, f"frame {seq}".encode(), _headers(seq))
-    held = await _fetch(first, 2)
+        await first.publish(SUBJECT, f"frame {seq}".encode(), frame_headers(seq))
+    held = await fetch(first, 2)
     await first.close()
 
     second = _broker(rabbitmq_url, settings)
     await second.connect()
     try:
-        again = await _fetch(second, 2)
+        again = await fetch(second, 2)
         assert sorted(m.body for m in again) == sorted(m.body for m in held)
         assert all(m.deliveries == 2 for m in again)
         for message in again:
@@ -172,7 +146,7 @@ async def test_closing_a_consumer_returns_unacked_messages(
 
 
 async def test_event_loop_runs_while_a_publish_awaits_its_confirm(broker: RabbitBroker) -> None:
-    publish = asyncio.create_task(broker.publish(SUBJECT, os.urandom(1024 * 1024), _headers()))
+    publish = asyncio.create_task(broker.publish(SUBJECT, os.urandom(1024 * 1024), frame_headers()))
     turns = 0
     while not publish.done():
         turns += 1
@@ -184,8 +158,8 @@ async def test_event_loop_runs_while_a_publish_awaits_its_confirm(broker: Rabbit
 
     # Many publishes are in flight at once on one channel, each confirmed on its own.
     body = os.urandom(64 * 1024)
-    await asyncio.gather(*(broker.publish(SUBJECT, body, _headers(n)) for n in range(20)))
-    assert len(await _fetch(broker, 21)) == 21
+    await asyncio.gather(*(broker.publish(SUBJECT, body, frame_headers(n)) for n in range(20)))
+    assert len(await fetch(broker, 21)) == 21
 
 
 async def test_publish_during_an_outage_fails_then_reconnects(
@@ -209,12 +183,12 @@ async def test_publish_during_an_outage_fails_then_reconnects(
         assert time.monotonic() < deadline, "never noticed the connection was closed"
         await asyncio.sleep(0.005)
     with pytest.raises(BrokerUnavailable, match="not connected"):
-        await broker.publish(SUBJECT, b"frame", _headers())
+        await broker.publish(SUBJECT, b"frame", frame_headers())
     deadline = time.monotonic() + 10
     while not broker.connected:
         assert time.monotonic() < deadline, "did not reconnect"
         await asyncio.sleep(0.05)
-    await broker.publish(SUBJECT, b"frame", _headers())
+    await broker.publish(SUBJECT, b"frame", frame_headers())
 
 
 async def test_consumer_recovers_when_its_queue_is_deleted(
@@ -227,8 +201,8 @@ async def test_consumer_recovers_when_its_queue_is_deleted(
     while _admin("GET", f"queues/%2F/{quote(settings.queue, safe='')}") is None:
         assert time.monotonic() < deadline, "the queue was not declared again"
         await asyncio.sleep(0.1)
-    await broker.publish(SUBJECT, b"after", _headers())
-    [message] = await _fetch(broker, 1)
+    await broker.publish(SUBJECT, b"after", frame_headers())
+    [message] = await fetch(broker, 1)
     assert message.body == b"after"
     await message.ack()
 
