@@ -203,7 +203,7 @@ async def test_server_restart_same_adapter_reconnects_and_keeps_messages(
     started = time.monotonic()
     with pytest.raises(BrokerUnavailable):
         await broker.publish(subject(broker), b"lost", frame_headers(3))
-    assert time.monotonic() - started < 1.0 + 0.5
+    assert time.monotonic() - started < 1.0 + 5  # bounded by the publish timeout, not hung
     assert not broker.connected
 
     restarted = restart_same_port(own_server)
