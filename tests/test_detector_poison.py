@@ -12,13 +12,11 @@ import pytest
 from functions.detector.worker import Detector
 from tests import frames
 from tests.detector_harness import (
-    YAML,
     NatsWire,
     RabbitWire,
+    StandInModel,
     documents,
     meta_for,
-    model,
-    need_ultralytics,
     publish_frames,
 )
 from tripwire.archive.local import LocalArchive
@@ -42,7 +40,6 @@ REASONS = {
 async def wire(
     request: pytest.FixtureRequest, nats_url: str, unique: str
 ) -> AsyncIterator[NatsWire | RabbitWire]:
-    need_ultralytics()
     made: NatsWire | RabbitWire
     if request.param == "nats":
         made = NatsWire(nats_url, unique, [f"poi-{unique}"])
@@ -91,7 +88,7 @@ async def test_poison_is_dead_lettered_with_its_reason_and_never_retried(
     )  # fmt: skip
     archive = LocalArchive(tmp_path / "archive", fsync=False)
     await archive.ensure()
-    detector = Detector(settings, CamerasFile(), broker, archive, model(YAML, imgsz=320))
+    detector = Detector(settings, CamerasFile(), broker, archive, StandInModel())
     try:
         batch = await detector.collect()
         assert len(batch) == 8, "all eight in one batch"

@@ -6,12 +6,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from functions.detector.model import Model, Prediction
+from functions.detector.model import Prediction, Predictor
 from tripwire.contract import FrameMeta
 from tripwire.event_messages import RESULT_SCHEMA
 
 
-def model_info(model: Model) -> dict[str, Any]:
+def model_info(model: Predictor) -> dict[str, Any]:
     return {
         "name": model.name,
         "version": model.version,
@@ -23,7 +23,7 @@ def model_info(model: Model) -> dict[str, Any]:
 def result_document(
     meta: FrameMeta,
     pred: Prediction,
-    model: Model,
+    model: Predictor,
     inference_ms: float,
     frame_key: str | None,
     detections_key: str,

@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from functions.detector.metrics import DetectorMetrics
-from functions.detector.model import Image, Model, Prediction
+from functions.detector.model import Image, Prediction, Predictor
 from functions.detector.results import encode, result_document
 from tripwire import timeline
 from tripwire.archive import Archive, detections_key, frame_key
@@ -89,7 +89,7 @@ class Detector:
     cameras: CamerasFile
     broker: Broker
     archive: Archive
-    model: Model
+    model: Predictor
     metrics: DetectorMetrics = field(default_factory=DetectorMetrics)
     counts: Counts = field(default_factory=Counts)
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
