@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from console.routers import alerts, cameras, events, health
 from tripwire import __version__
 from tripwire.archive import Archive
-from tripwire.config import CamerasFile
+from tripwire.camera_config import CamerasFile
 from tripwire.errors import StoreError, StoreUnavailable
 from tripwire.eventstore import Store
 

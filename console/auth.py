@@ -11,7 +11,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from tripwire.config import CamerasFile
+from tripwire.camera_config import CamerasFile
 from tripwire.tokens import verify
 
 _bearer = HTTPBearer(auto_error=False, description="an operator token (tripwire token new "

@@ -128,7 +128,7 @@ def wake_process(
     cmd = [
         sys.executable,
         "-m",
-        "tripwire.cli",
+        "tripwire.app.cli",
         "cluster",
         "wake",
         "--broker",

@@ -28,10 +28,10 @@ import cv2
 import httpx
 import yaml
 
+from tripwire.app.stack import Stack, StackOptions, running_stack
 from tripwire.brokers import Broker, open_broker
 from tripwire.contract import ALERTS_PREFIX, DETECTIONS_PREFIX
 from tripwire.settings import DetectorSettings, GatewaySettings
-from tripwire.stack import Stack, StackOptions, running_stack
 from tripwire.starter import read_tokens, write_starter_config
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

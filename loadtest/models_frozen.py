@@ -32,11 +32,11 @@ import httpx
 import yaml
 
 from loadtest.models_crash import ACCIDENT, CLIP, COCO, _listen, _timeline, clip_frames
+from tripwire.app.stack import StackOptions, running_stack
 from tripwire.brokers import open_broker, routes_of
-from tripwire.config import load_config
+from tripwire.camera_config import load_config
 from tripwire.contract import DETECTIONS_PREFIX
 from tripwire.settings import DetectorSettings, GatewaySettings
-from tripwire.stack import StackOptions, running_stack
 from tripwire.starter import read_tokens, write_starter_config
 
 FROZEN = "accident"

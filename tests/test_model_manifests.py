@@ -22,7 +22,7 @@ from tests.test_k3s_manifests import (
     kubectl_build,
 )
 from tests.test_k3s_server_dryrun import plane  # noqa: F401  (the fixture)
-from tripwire.config import parse_config
+from tripwire.camera_config import parse_config
 from tripwire.model_manifests import model_policies, write
 from tripwire.scaler.policy import policy_from_object
 

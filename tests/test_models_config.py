@@ -10,11 +10,11 @@ import pytest
 from functions.detector.run import for_model
 from functions.detector.worker import touches_zones
 from tripwire.alert_rules import AlertRule, unknown_classes
+from tripwire.app.model_pools import changed_models
 from tripwire.brokers.routes import DEFAULT_ROUTES, MotionRoute, routes_of
-from tripwire.config import parse_config
+from tripwire.camera_config import parse_config
 from tripwire.contract import FrameMeta
 from tripwire.errors import ConfigError
-from tripwire.model_pools import changed_models
 from tripwire.settings import DetectorSettings
 
 HASH = "sha256:" + "ab" * 32

@@ -16,10 +16,10 @@ import cv2
 import numpy as np
 import yaml
 
+from tripwire.app.stack import StackOptions, running_stack
 from tripwire.brokers import Broker, open_broker
 from tripwire.contract import DETECTIONS_PREFIX, FrameMeta
 from tripwire.settings import DetectorSettings, GatewaySettings
-from tripwire.stack import StackOptions, running_stack
 from tripwire.tokens import hash_token, new_token
 
 SCALING = {"polling_interval_s": 1, "cooldown_period_s": 3, "max_replicas": 1}

@@ -21,14 +21,16 @@ from typing import Any
 import yaml
 
 from tripwire.brokers.routes import MotionRoute
-from tripwire.config import CamerasFile
+from tripwire.camera_config import CamerasFile
 from tripwire.errors import ConfigError
 from tripwire.model_config import ModelConfig
-from tripwire.scaler.policy import REPO, ScalingPolicy, policy_file, policy_from_object
+from tripwire.scaler.policy import ScalingPolicy, policy_file, policy_from_object
 from tripwire.scaler.triggers import Broker
 
-BASE_DEPLOYMENT = REPO / "deploy" / "k3s" / "base" / "detector" / "deployment.yaml"
-BASE_PDB = REPO / "deploy" / "k3s" / "base" / "detector" / "pdb.yaml"
+# Under the checkout's root (``tripwire deploy render`` runs from a checkout: it writes an
+# overlay over deploy/k3s, which a wheel does not carry).
+BASE_DEPLOYMENT = Path("deploy/k3s/base/detector/deployment.yaml")
+BASE_PDB = Path("deploy/k3s/base/detector/pdb.yaml")
 MODEL_LABEL = "tripwire.io/model"
 
 # The names the shipped objects give the one default model.
@@ -124,12 +126,13 @@ def pdb(base: dict[str, Any], model: ModelConfig) -> dict[str, Any]:
     return doc
 
 
-def render(config: CamerasFile, broker: Broker) -> dict[str, list[dict[str, Any]]]:
-    """Per model: its Deployment, PodDisruptionBudget and ScaledObject."""
+def render(config: CamerasFile, broker: Broker, root: Path) -> dict[str, list[dict[str, Any]]]:
+    """Per model: its Deployment, PodDisruptionBudget and ScaledObject (``root``: the
+    checkout whose deploy/ holds the shipped objects)."""
     if not config.models:
         raise ConfigError("the config has no models section: the shipped manifests serve it")
     base_so = _load(policy_file(broker))
-    base_deploy, base_pdb = _load(BASE_DEPLOYMENT), _load(BASE_PDB)
+    base_deploy, base_pdb = _load(root / BASE_DEPLOYMENT), _load(root / BASE_PDB)
     return {
         m.name: [deployment(base_deploy, m), pdb(base_pdb, m), scaled_object(base_so, m)]
         for m in config.models
@@ -194,10 +197,10 @@ def kustomization(models: list[str], overlay: str) -> dict[str, Any]:
     }
 
 
-def write(config: CamerasFile, broker: Broker, out: Path, root: Path = REPO) -> list[Path]:
+def write(config: CamerasFile, broker: Broker, out: Path, root: Path) -> list[Path]:
     """``tripwire deploy render``: ``detector-<model>.yaml`` per model and a kustomization
     over the shipped overlay of ``broker`` that replaces its single detector with them."""
-    rendered = render(config, broker)
+    rendered = render(config, broker, root)
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for name, docs in rendered.items():

@@ -6,12 +6,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from functions.detector.model import Model, Prediction
+from functions.detector.model import Prediction, Predictor
 from tripwire.contract import FrameMeta
 from tripwire.event_messages import RESULT_SCHEMA
 
 
-def model_info(model: Model, name: str | None = None) -> dict[str, Any]:
+def model_info(model: Predictor, name: str | None = None) -> dict[str, Any]:
     """``name``: the model's name in the config's models section, which the events record and
     the alert rules key on; None (one default model) = the weights' own name, as before."""
     info = {
@@ -28,7 +28,7 @@ def model_info(model: Model, name: str | None = None) -> dict[str, Any]:
 def result_document(
     meta: FrameMeta,
     pred: Prediction,
-    model: Model,
+    model: Predictor,
     inference_ms: float,
     frame_key: str | None,
     detections_key: str,

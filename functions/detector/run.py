@@ -9,15 +9,16 @@ import signal
 import sys
 from pathlib import Path
 
-from functions.detector.metrics import DetectorMetrics, HealthServer
+from functions.detector.metrics import DetectorMetrics
 from functions.detector.model import Model, ModelError, ModelOptions
 from functions.detector.worker import Detector
 from tripwire import timeline
 from tripwire.alert_rules import unknown_classes
 from tripwire.archive import open_archive
-from tripwire.config import CamerasFile, load_config
+from tripwire.broker_endpoint import connected_broker
+from tripwire.camera_config import CamerasFile, load_config
 from tripwire.errors import MODEL_UNAVAILABLE_EXIT, ConfigError
-from tripwire.runtime import connected_broker
+from tripwire.health_server import HealthServer
 from tripwire.settings import DetectorSettings
 
 log = logging.getLogger(__name__)
@@ -82,7 +83,8 @@ async def run_detector(settings: DetectorSettings) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal)
     metrics = DetectorMetrics()
-    health = HealthServer(metrics)
+    warm = asyncio.Event()  # set once the model is loaded and warmed up: /readyz is 200
+    health = HealthServer(metrics.registry, warm.is_set, not_ready="warming up")
     await health.start(settings.metrics_host, settings.metrics_port)
     log.info("detector metrics on http://%s:%d/metrics", settings.metrics_host, health.port)
     archive = open_archive(settings.archive, settings.home)
@@ -119,7 +121,7 @@ async def run_detector(settings: DetectorSettings) -> int:
                 first_inference_s=round(model.first_inference_s, 3),
                 untrained=model.untrained,
             )
-            health.ready = True
+            warm.set()
             metrics.ready.set(1)
             detector = Detector(settings, cameras, broker, archive, model, metrics)
             if stop_asked.is_set():

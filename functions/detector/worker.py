@@ -29,12 +29,12 @@ import cv2
 import numpy as np
 
 from functions.detector.metrics import DetectorMetrics
-from functions.detector.model import Image, Model, Prediction
+from functions.detector.model import Image, Prediction, Predictor
 from functions.detector.results import encode, result_document
 from tripwire import timeline
 from tripwire.archive import Archive, detections_key, frame_key
 from tripwire.brokers import Broker, Message
-from tripwire.config import CameraConfig, CamerasFile
+from tripwire.camera_config import CameraConfig, CamerasFile
 from tripwire.contract import FrameMeta, Header, detections_subject
 from tripwire.errors import (
     ArchiveError,
@@ -95,7 +95,7 @@ class Detector:
     cameras: CamerasFile
     broker: Broker
     archive: Archive
-    model: Model
+    model: Predictor
     metrics: DetectorMetrics = field(default_factory=DetectorMetrics)
     counts: Counts = field(default_factory=Counts)
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
@@ -200,22 +200,15 @@ class Detector:
                 meta = FrameMeta.from_headers(message.headers)
             except ContractError as exc:
                 raise Poison(f"bad headers: {exc}") from None
-            data = message.body
-            if not data and meta.claim:
-                data = await self._retrying(message, lambda: self.archive.get(meta.claim or ""))
-            if not data:
-                raise Poison("empty body and no claim-check key")
+            if not message.body:
+                raise Poison("empty body")
             if self.zones and not self._in_zones(meta):
                 await message.ack()
                 self.counts.skipped += 1
                 return None
-            return Work(message, meta, data)
+            return Work(message, meta, message.body)
         except Poison as exc:
             await self._dead(message, str(exc))
-        except ArchiveError as exc:
-            await self._dead(message, f"claim check: {exc}")
-        except _Released:
-            pass
         return None
 
     def _in_zones(self, meta: FrameMeta) -> bool:

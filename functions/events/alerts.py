@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from tripwire.alert_rules import AlertRule
-from tripwire.config import CameraConfig
+from tripwire.camera_config import CameraConfig
 from tripwire.event_messages import FrameResult
 from tripwire.eventstore.tables import alert_state, alerts, events, results
 from tripwire.eventstore.writer import insert_ignore

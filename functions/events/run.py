@@ -14,12 +14,12 @@ from functions.events.metrics import EventsMetrics
 from functions.events.mqtt import MqttNotifier
 from functions.events.webhook import Webhook
 from functions.events.worker import EventsFunction
+from tripwire.broker_endpoint import resolve_broker
 from tripwire.brokers import open_broker
-from tripwire.config import load_config
+from tripwire.camera_config import load_config
 from tripwire.errors import StoreUnavailable
 from tripwire.eventstore import Store
 from tripwire.retry import log_retry, retry
-from tripwire.runtime import resolve_broker
 from tripwire.settings import EventsSettings
 
 log = logging.getLogger(__name__)

@@ -76,7 +76,7 @@ from tripwire.brokers.rabbitmq_link import (
 from tripwire.brokers.rabbitmq_listen import Listeners
 from tripwire.brokers.routes import DEFAULT_ROUTES, MotionRoute, pick
 from tripwire.brokers.settings import RabbitSettings
-from tripwire.contract import DETECTIONS_PREFIX, EVENTS_PREFIX, Header
+from tripwire.contract import DETECTIONS_PREFIX, EVENTS_PREFIX, Header, dead_reason
 from tripwire.errors import BrokerError, BrokerUnavailable, ConfigError
 from tripwire.urls import redact, scrub
 
@@ -433,7 +433,7 @@ class RabbitBroker:
         if message.channel is not self._consumer.channel:
             raise BrokerUnavailable(self._stale(message, "term"))
         headers = dict(message.headers)
-        headers[Header.DEAD_REASON] = reason
+        headers[Header.DEAD_REASON] = dead_reason(reason)
         headers[Header.DEAD_SUBJECT] = message.subject
         dlx = self._settings.dead_letter_exchange
         await self._publish(dlx, message.subject, message.body, self._properties(headers), True)

@@ -17,7 +17,7 @@ from tripwire.contract import motion_subject
 from tripwire.model_config import DEFAULT_MODEL
 
 if TYPE_CHECKING:
-    from tripwire.config import CamerasFile
+    from tripwire.camera_config import CamerasFile
 
 
 @dataclass(frozen=True, slots=True)

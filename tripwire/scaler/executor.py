@@ -11,7 +11,7 @@ stops the pool with :class:`WorkerFatal` instead, since no restart can fix it. A
 activation) starts the first worker without waiting for the next poll.
 
 With ``prefork`` the pool keeps a standby process beside it (:mod:`tripwire.scaler.prefork`,
-``functions.detector.zygote``) that has done a worker's imports, and forks workers from it:
+``tripwire.app.zygote``) that has done a worker's imports, and forks workers from it:
 a cold start then begins at the model load instead of at ``import torch``. The standby is
 started with the pool (:meth:`WorkerPool.start`, the scaler's first step), replaced at the
 next step when it dies (its workers live on), and stopped by :meth:`WorkerPool.stop_all`
@@ -94,7 +94,7 @@ class Worker:
 class WorkerPool:
     """Start and stop worker processes; ``command`` runs one worker.
 
-    With ``prefork``, ``command`` must be ``<python> -m tripwire.cli ARGS...``: workers are
+    With ``prefork``, ``command`` must be ``<python> -m tripwire.app.cli ARGS...``: workers are
     forked from a standby that runs ``tripwire ARGS...`` in the child.
     """
 
@@ -124,7 +124,7 @@ class WorkerPool:
     def __post_init__(self) -> None:
         if not self.prefork:
             return
-        if list(self.command[1:3]) != ["-m", "tripwire.cli"]:
+        if list(self.command[1:3]) != ["-m", "tripwire.app.cli"]:
             raise ValueError(
                 f"prefork runs tripwire commands only, not {' '.join(self.command[:3])!r}"
             )
