@@ -178,11 +178,20 @@ def _cmd_console(args: argparse.Namespace) -> int:
         pool_size=db.pool_size,
         connect_timeout_s=db.connect_timeout_s,
     )
+    broker = None
+    if settings.broker.url:  # live updates on the pages; without a broker they reload
+        from tripwire.brokers import open_broker
+
+        broker = open_broker(settings.broker, settings.broker.url)  # depth: the motion queue
+    key = settings.session_key.get_secret_value().encode() if settings.session_key else None
     app = create_app(
         cameras,
         store,
         open_archive(settings.archive, settings.home),
         retry_after_s=settings.retry_after_s,
+        broker=broker,
+        session_key=key,
+        home=settings.home,
     )
     uvicorn.run(
         app,
@@ -190,6 +199,7 @@ def _cmd_console(args: argparse.Namespace) -> int:
         port=settings.console_port,
         access_log=False,
         log_level=settings.log_level.lower(),
+        timeout_graceful_shutdown=3,  # open live-update streams must not hold up a stop
     )
     return 0
 
