@@ -301,8 +301,10 @@ def ack_form(
 
 @router.get("/scaling")
 async def scaling_page(
-    request: Request, window: Annotated[int, Query(ge=60, le=7 * 86_400)] = 3600
+    request: Request, window: Annotated[int | None, Query(ge=60, le=7 * 86_400)] = None
 ) -> HTMLResponse:
+    """``window`` seconds back from now; by default from the first record of the last hour
+    (at least 2 minutes), so a short run fills the charts."""
     session = _session(request)
     live: LiveFeed = request.app.state.live
     home: Path = request.app.state.home
@@ -310,8 +312,13 @@ async def scaling_page(
     timeline_path = Path(env) if env else home / "timeline.jsonl"
     metrics_path = home / "metrics.jsonl"
     now = time.time_ns()
-    since = now - window * 1_000_000_000
+    since = now - (window or 3600) * 1_000_000_000
     data = await asyncio.to_thread(read_scaling, timeline_path, metrics_path, since)
+    if window is None:
+        firsts = [s.points[0][0] for s in (data.replicas, data.depth, data.power) if s.points]
+        span_s = (now - min(firsts)) / 1e9 * 1.05 if firsts else 3600
+        window = int(min(3600, max(120, span_s)))
+        since = now - window * 1_000_000_000
     depth_now: int | None = None
     if live.broker is not None and live.connected:
         try:
