@@ -9,6 +9,9 @@ shows what the store holds (the same rows a reload would show). The broker messa
 arrives before the events function has written it, so an event not yet in the store (or not
 yet showing the change) is read again every 0.4 s for ~8 s, and sent whenever it changed.
 
+While connected it also reads the detector queue's depth every few seconds and keeps the last
+two hours in memory (``depths``): the scaling page draws it.
+
 Each browser holds one bounded queue; a browser too slow to read loses its oldest updates,
 never the console's memory.
 """
@@ -19,6 +22,8 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +40,7 @@ SUBJECTS = (f"{EVENTS_PREFIX}.*", f"{DETECTIONS_PREFIX}.*", f"{ALERTS_PREFIX}.*"
 FLUSH_S = 0.4
 TRIES = 20  # flushes an event is looked for (x FLUSH_S)
 QUEUE = 200
+DEPTH_EVERY_S = 5.0
 
 Update = tuple[str, dict[str, Any]]
 
@@ -57,11 +63,13 @@ class LiveFeed:
     _cameras: set[str] = field(default_factory=set)
     _alerts: bool = False
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    depths: deque[tuple[int, float]] = field(default_factory=lambda: deque(maxlen=1440))
 
     async def start(self) -> None:
         self._tasks.append(asyncio.create_task(self._flush_loop()))
         if self.broker is not None:
             self._tasks.append(asyncio.create_task(self._listen()))
+            self._tasks.append(asyncio.create_task(self._sample_depth()))
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -126,6 +134,19 @@ class LiveFeed:
             self.send("status", {"live": False})
             await asyncio.sleep(delay)
             delay = min(delay * 2, 15.0)
+
+    async def _sample_depth(self) -> None:
+        assert self.broker is not None
+        while True:
+            await asyncio.sleep(DEPTH_EVERY_S)
+            if not self.connected:
+                continue
+            try:
+                depth = await asyncio.wait_for(self.broker.depth(), DEPTH_EVERY_S)
+            except (BrokerError, TimeoutError) as exc:
+                log.debug("queue depth unavailable: %s", exc)
+                continue
+            self.depths.append((time.time_ns(), float(depth)))
 
     async def _subscribe(self, broker: Broker, subject: str) -> None:
         async for message in broker.subscribe(subject):

@@ -26,6 +26,7 @@ from console.session import COOKIE, CSRF_FIELD, Session, Sessions
 from tripwire import timeline
 from tripwire.config import CamerasFile
 from tripwire.contract import CAMERA_ID_RE
+from tripwire.errors import BrokerError
 from tripwire.eventstore import Store
 from tripwire.eventstore.queries import (
     BadCursor,
@@ -65,7 +66,17 @@ def seconds(ns: int | None) -> str:
     return f"{s:.1f} s" if s < 120 else f"{s / 60:.1f} min"
 
 
+def by_label(boxes: list[dict[str, Any]]) -> list[tuple[str, int, float]]:
+    """(label, boxes, best confidence) of one frame's detections, most confident first."""
+    found: dict[str, tuple[int, float]] = {}
+    for b in boxes:
+        n, best = found.get(b["class"], (0, 0.0))
+        found[b["class"]] = (n + 1, max(best, b["confidence"]))
+    return sorted(((k, n, c) for k, (n, c) in found.items()), key=lambda x: -x[2])
+
+
 templates.env.filters["when"] = when
+templates.env.filters["by_label"] = by_label
 templates.env.filters["span"] = seconds
 templates.env.globals["now_ns"] = time.time_ns
 
@@ -314,6 +325,8 @@ async def scaling_page(
     now = time.time_ns()
     since = now - (window or 3600) * 1_000_000_000
     data = await asyncio.to_thread(read_scaling, timeline_path, metrics_path, since)
+    # The console's own samples of the queue, between the scaler's decisions.
+    data.depth.points = sorted(data.depth.points + [p for p in live.depths if p[0] >= since])
     if window is None:
         firsts = [s.points[0][0] for s in (data.replicas, data.depth, data.power) if s.points]
         span_s = (now - min(firsts)) / 1e9 * 1.05 if firsts else 3600
@@ -323,7 +336,7 @@ async def scaling_page(
     if live.broker is not None and live.connected:
         try:
             depth_now = await asyncio.wait_for(live.broker.depth(), 3)
-        except Exception:  # the figure is a nicety; the page stands without it
+        except (BrokerError, TimeoutError):  # the page stands without the figure
             depth_now = None
     named = {"replicas": data.replicas, "depth": data.depth, "power": data.power}
     charts = {key: chart(series, since, now) for key, series in named.items()}

@@ -85,3 +85,10 @@ def first_contentful_paint_ms(driver: WebDriver) -> float | None:
         "return e ? e.startTime : null"
     )
     return float(value) if value is not None else None
+
+
+# The page is loaded and every image in view has arrived (lazy ones below stay unloaded).
+LOADED_IN_VIEW = (
+    "return document.readyState === 'complete' && [...document.images]"
+    ".filter(i => i.getBoundingClientRect().top < innerHeight).every(i => i.complete)"
+)
