@@ -41,6 +41,7 @@ FLUSH_S = 0.4
 TRIES = 20  # flushes an event is looked for (x FLUSH_S)
 QUEUE = 200
 DEPTH_EVERY_S = 5.0
+END = "end"  # not sent to browsers: the stream closes
 
 Update = tuple[str, dict[str, Any]]
 
@@ -64,8 +65,10 @@ class LiveFeed:
     _alerts: bool = False
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     depths: deque[tuple[int, float]] = field(default_factory=lambda: deque(maxlen=1440))
+    _loop: asyncio.AbstractEventLoop | None = None
 
     async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
         self._tasks.append(asyncio.create_task(self._flush_loop()))
         if self.broker is not None:
             self._tasks.append(asyncio.create_task(self._listen()))
@@ -90,6 +93,11 @@ class LiveFeed:
 
     def unsubscribe(self, queue: asyncio.Queue[Update]) -> None:
         self._clients.discard(queue)
+
+    def end_streams(self) -> None:
+        """Tell every open stream to end (thread-safe: a signal handler calls it)."""
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self.send, END, {})
 
     def send(self, kind: str, data: dict[str, Any]) -> None:
         for queue in list(self._clients):

@@ -156,9 +156,8 @@ def _cmd_events(args: argparse.Namespace) -> int:
 
 
 def _cmd_console(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from console.app import create_app
+    from console.serve import serve
     from tripwire.archive import open_archive
     from tripwire.config import load_config
     from tripwire.eventstore import Store
@@ -193,14 +192,7 @@ def _cmd_console(args: argparse.Namespace) -> int:
         session_key=key,
         home=settings.home,
     )
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.console_port,
-        access_log=False,
-        log_level=settings.log_level.lower(),
-        timeout_graceful_shutdown=3,  # open live-update streams must not hold up a stop
-    )
+    serve(app, settings.host, settings.console_port, settings.log_level.lower())
     return 0
 
 

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
 from console.auth import Operator
-from console.live import LiveFeed, sse
+from console.live import END, LiveFeed, sse
 
 router = APIRouter(tags=["live"])
 
@@ -42,6 +42,8 @@ async def live(_: Operator, request: Request) -> StreamingResponse:
                         return
                     yield ": keepalive\n\n"
                     continue
+                if kind == END:  # the console is stopping
+                    return
                 yield sse(kind, data)
         finally:
             feed.unsubscribe(queue)
