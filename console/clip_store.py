@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -21,7 +22,7 @@ class ClipMissing(TripwireError):
 
 
 async def event_clip(store: Store, archive: Archive, event_id: str) -> Clip:
-    def lookup() -> tuple[str, int, str, list[tuple[int, str]], int] | None:
+    def lookup() -> tuple[str, int, str, list[tuple[int, str, list[Any]]], int] | None:
         with store.read() as conn:
             row = conn.execute(
                 sa.select(events.c.camera, events.c.start_ns, events.c.status).where(
@@ -51,7 +52,7 @@ async def event_clip(store: Store, archive: Archive, event_id: str) -> Clip:
                 if await archive.exists(key):
                     data = await archive.get(key)
                     return Clip(data, content_type, len(kept), missing, clip_fps(
-                        [c for c, _ in kept]), cached=True)  # fmt: skip
+                        [c for c, _, _ in kept]), cached=True)  # fmt: skip
             except ArchiveUnavailable:
                 raise
             except ArchiveError:
@@ -67,13 +68,16 @@ async def event_clip(store: Store, archive: Archive, event_id: str) -> Clip:
             except ArchiveError:  # swept by retention since it was recorded: say it, go on
                 return None
 
-    got = await asyncio.gather(*(get(key) for _, key in kept))
-    frames = [(c, data) for (c, _), data in zip(kept, got, strict=True) if data is not None]
+    got = await asyncio.gather(*(get(key) for _, key, _ in kept))
+    frames = [(c, data, boxes) for (c, _, boxes), data in zip(kept, got, strict=True)
+              if data is not None]  # fmt: skip
     missing += len(kept) - len(frames)
     if not frames:
         raise ClipMissing(f"event {event_id}: its archived frames are gone from the archive")
-    fps = clip_fps([c for c, _ in frames])
-    data, content_type = await asyncio.to_thread(encode_clip, [d for _, d in frames], fps)
+    fps = clip_fps([c for c, _, _ in frames])
+    data, content_type = await asyncio.to_thread(
+        encode_clip, [(d, boxes) for _, d, boxes in frames], fps
+    )
     if finished:
         ext = next(e for e, t in TYPES.items() if t == content_type)
         await archive.put(

@@ -1,4 +1,5 @@
-"""An event's archived frames assembled into a video a browser plays, cached in the archive.
+"""An event's archived frames, with their detections drawn, assembled into a video a browser
+plays, cached in the archive.
 
 What plays: the OpenCV wheel's FFmpeg writes VP8 in WebM (``video/webm``), which Chromium
 plays; it has no H.264 encoder (``avc1`` does not open) and Chromium does not play its MPEG-4
@@ -18,10 +19,12 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import cv2
 import numpy as np
 
+from console.snapshot import draw_boxes
 from tripwire.errors import FrameError
 
 CLIPS_PREFIX = "clips/"
@@ -55,13 +58,14 @@ def clip_fps(capture_ns: Sequence[int]) -> float:
     return float(min(30.0, max(1.0, (len(capture_ns) - 1) / span_s if span_s > 0 else 30.0)))
 
 
-def encode_clip(jpegs: Sequence[bytes], fps: float) -> tuple[bytes, str]:
-    """(video, content type) of the frames, scaled to the first frame's size (at most 1280
-    wide, even dimensions as the encoders want)."""
+def encode_clip(frames: Sequence[tuple[bytes, Sequence[Any]]], fps: float) -> tuple[bytes, str]:
+    """(video, content type) of the frames with their boxes drawn, scaled to the first
+    frame's size (at most 1280 wide, even dimensions as the encoders want)."""
     images = []
-    for data in jpegs:
+    for data, boxes in frames:
         image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
         if image is not None:
+            draw_boxes(image, boxes)
             images.append(image)
     if not images:
         raise FrameError("none of the archived frames could be decoded")

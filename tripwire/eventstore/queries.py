@@ -279,18 +279,21 @@ def event_frame(
     return (row[0], list(row[1] or [])) if row is not None else None
 
 
-def event_frame_keys(conn: Connection, event_id: str) -> tuple[list[tuple[int, str]], int]:
-    """(capture_ns, key) of the event's archived frames in capture order (one per frame,
-    whichever model archived it), and how many of its analysed frames have no archived copy."""
+def event_frame_keys(
+    conn: Connection, event_id: str
+) -> tuple[list[tuple[int, str, list[Any]]], int]:
+    """(capture_ns, key, boxes) of the event's archived frames in capture order (one per
+    frame: the first model that archived it, with that model's boxes), and how many of its
+    analysed frames have no archived copy."""
     r = results.c
     rows = conn.execute(
-        sa.select(r.capture_ns, r.seq, r.frame_key)
+        sa.select(r.capture_ns, r.seq, r.frame_key, r.boxes)
         .where(r.event_id == event_id)
         .order_by(r.capture_ns, r.seq, r.model)
     ).all()
-    frames: dict[tuple[int, int], str | None] = {}
-    for capture_ns, seq, key in rows:
+    frames: dict[tuple[int, int], tuple[str, list[Any]] | None] = {}
+    for capture_ns, seq, key, boxes in rows:
         if frames.get((capture_ns, seq)) is None:
-            frames[(capture_ns, seq)] = key
-    kept = [(c, k) for (c, _), k in frames.items() if k is not None]
+            frames[(capture_ns, seq)] = (key, list(boxes or [])) if key is not None else None
+    kept = [(c, f[0], f[1]) for (c, _), f in frames.items() if f is not None]
     return kept, len(frames) - len(kept)
