@@ -2,10 +2,12 @@
 
 The operator types their token once into the login form; the answer sets ``tw_session``
 (HttpOnly, SameSite=Strict, Secure over TLS) holding ``name~expiry~fingerprint~nonce`` and an
-HMAC of them. Nothing is kept on the server, so any replica holding the same key accepts it
-(``TRIPWIRE_SESSION_KEY``; without one each process makes its own and a restart logs
-everyone out). The fingerprint is a hash of the operator's ``token_hash``: rotating that
-token in the config ends its sessions, and so does removing the operator.
+HMAC of them. Nothing is kept on the server, so any replica holding the same key accepts it:
+``TRIPWIRE_SESSION_KEY``, else one derived from the events database URL when that carries a
+password (replicas of a cluster share it, and whoever holds it can change the alerts
+directly anyway), else a random key per process (a restart logs everyone out). The
+fingerprint is a hash of the operator's ``token_hash``: rotating that token in the config ends
+its sessions, and so does removing the operator.
 
 State-changing requests made with the cookie (acknowledge, logout) must also carry the CSRF
 token (form field ``csrf`` or header ``X-CSRF-Token``): an HMAC of the session's nonce that
@@ -21,6 +23,9 @@ import secrets
 import time
 from dataclasses import dataclass
 
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
 from tripwire.config import CamerasFile
 
 COOKIE = "tw_session"
@@ -33,6 +38,19 @@ class Session:
     operator: str
     expires: int
     nonce: str
+
+
+def key_from_db_url(url: str) -> bytes | None:
+    """A session key shared by every console on the events database ``url``, if its URL has
+    a password to derive it from; None otherwise."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return None
+    if not parsed.password:
+        return None
+    whole = parsed.render_as_string(hide_password=False)
+    return hmac.new(b"tripwire-console-session", whole.encode(), hashlib.sha256).digest()
 
 
 def _fingerprint(token_hash: str) -> str:

@@ -16,6 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from console.app import STATIC, create_app
+from console.session import key_from_db_url
 from functions.events.alerts import AlertRules
 from tests.event_factory import T0, S, closed, opened, result
 from tests.test_console_api import PERSON, TOKEN, config
@@ -193,3 +194,26 @@ def test_nothing_served_points_off_site(browser: TestClient) -> None:
         assert ref.startswith("/"), ref
         assert browser.get(ref).status_code == 200, ref
     assert "validatorUrl" in docs.text
+
+
+def test_replicas_on_one_database_share_sessions_and_strangers_do_not(
+    app_parts: tuple[Store, LocalArchive],
+) -> None:
+    """Two consoles on one PostgreSQL URL (with its password) accept each other's sessions;
+    a console on a password-less URL keeps its own random key."""
+    store, archive = app_parts
+    url = "postgresql://tripwire:s3cret@db:5432/events"
+    assert key_from_db_url(url) == key_from_db_url(url) is not None
+    assert key_from_db_url(url) != key_from_db_url(url.replace("s3cret", "other"))
+    assert key_from_db_url("sqlite:////var/lib/tripwire/events.db") is None
+    one, two, stranger = (
+        create_app(config(), store, archive, session_key=k)
+        for k in (key_from_db_url(url), key_from_db_url(url), None)
+    )
+    with TestClient(one, follow_redirects=False) as first:
+        log_in(first)
+        cookie = first.cookies["tw_session"]
+    for app, works in ((two, True), (stranger, False)):
+        with TestClient(app, follow_redirects=False) as other:
+            other.cookies.set("tw_session", cookie)
+            assert (other.get("/alerts").status_code == 200) is works

@@ -158,6 +158,7 @@ def _cmd_events(args: argparse.Namespace) -> int:
 def _cmd_console(args: argparse.Namespace) -> int:
     from console.app import create_app
     from console.serve import serve
+    from console.session import key_from_db_url
     from tripwire.archive import open_archive
     from tripwire.config import load_config
     from tripwire.eventstore import Store
@@ -182,7 +183,11 @@ def _cmd_console(args: argparse.Namespace) -> int:
         from tripwire.brokers import open_broker
 
         broker = open_broker(settings.broker, settings.broker.url)  # depth: the motion queue
-    key = settings.session_key.get_secret_value().encode() if settings.session_key else None
+    key = (
+        settings.session_key.get_secret_value().encode()
+        if settings.session_key
+        else key_from_db_url(db.resolved_url(settings.home))
+    )
     app = create_app(
         cameras,
         store,
