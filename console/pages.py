@@ -46,6 +46,7 @@ router = APIRouter(include_in_schema=False)
 SINCE = {"1h": 3600, "24h": 86_400, "7d": 7 * 86_400}
 OFFLINE_S = 30  # no frame for this long: the camera shows as offline
 PAGE = 50
+TIMELINE = 600  # frames drawn on an event's page (a long event: the first ones)
 
 
 class LoginNeeded(Exception):
@@ -266,7 +267,8 @@ def event_page(request: Request, event_id: str) -> HTMLResponse:
         session,
         nav="events",
         e=event,
-        frames=frames,
+        frames=frames[:TIMELINE],
+        frames_total=len(frames),
         archived=archived,
         not_archived=analysed - archived,
     )
