@@ -75,12 +75,17 @@ def main(argv: list[str] | None = None) -> int:
             driver.get(f"{url}/events/{event_id}")
             browser.wait_until(
                 lambda: driver.execute_script(
-                    "const v = document.getElementById('clip'); return v && v.duration > 0"
+                    "const v = document.getElementById('clip');"
+                    "if (v && v.duration > 0 && v.paused) v.play().catch(() => {});"
+                    "if (v && v.currentTime > 1) v.pause();"
+                    "return v && v.duration > 0 && v.currentTime > 1"
                 ),
                 "the clip",
                 120,
             )
-            shoot(driver, f"{url}/events/{event_id}", out / "event.png")
+            browser.wait_until(lambda: driver.execute_script(browser.LOADED_IN_VIEW), "page", 60)
+            driver.save_screenshot(str(out / "event.png"))
+            print(f"  {out / 'event.png'}")
             driver.execute_script("window.scrollTo(0, document.body.scrollHeight)")
             driver.save_screenshot(str(out / "event-frames.png"))
             print(f"  {out / 'event-frames.png'}")
