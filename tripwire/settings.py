@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tripwire.archive.settings import ArchiveSettings
@@ -340,6 +340,9 @@ class ConsoleSettings(CommonSettings):
     events_db: StoreSettings = Field(default_factory=StoreSettings)
     archive: ArchiveSettings = Field(default_factory=ArchiveSettings)
     retry_after_s: int = Field(5, ge=1, le=300, description="Retry-After when the db is down")
+    session_key: SecretStr | None = Field(
+        None, description="signs login sessions; set the same on every replica (default: random)"
+    )
 
     @model_validator(mode="after")
     def _db_secret(self) -> ConsoleSettings:

@@ -173,9 +173,9 @@ def _cmd_events(args: argparse.Namespace) -> int:
 
 
 def _cmd_console(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from console.app import create_app
+    from console.serve import serve
+    from console.session import key_from_db_url
     from tripwire.archive import open_archive
     from tripwire.camera_config import load_config
     from tripwire.eventstore import Store
@@ -195,19 +195,26 @@ def _cmd_console(args: argparse.Namespace) -> int:
         pool_size=db.pool_size,
         connect_timeout_s=db.connect_timeout_s,
     )
+    broker = None
+    if settings.broker.url:  # live updates on the pages; without a broker they reload
+        from tripwire.brokers import open_broker
+
+        broker = open_broker(settings.broker, settings.broker.url)  # depth: the motion queue
+    key = (
+        settings.session_key.get_secret_value().encode()
+        if settings.session_key
+        else key_from_db_url(db.resolved_url(settings.home))
+    )
     app = create_app(
         cameras,
         store,
         open_archive(settings.archive, settings.home),
         retry_after_s=settings.retry_after_s,
+        broker=broker,
+        session_key=key,
+        home=settings.home,
     )
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.console_port,
-        access_log=False,
-        log_level=settings.log_level.lower(),
-    )
+    serve(app, settings.host, settings.console_port, settings.log_level.lower())
     return 0
 
 

@@ -213,9 +213,11 @@ async def run_demo(options: DemoOptions) -> int:
         print(summary["text"])
         print(json.dumps(summary["json"]))
         token_file = home / "operator-token"
-        print(f"events API: {stack.console_url}/v1/events (Bearer token in {token_file})")
+        print(f"console: {stack.console_url}/ (log in with the operator token in {token_file});"
+              f" events API {stack.console_url}/v1/events")  # fmt: skip
         if options.keep_open:
-            print("--keep-open: the console stays up; Ctrl-C stops it")
+            print(f"--keep-open: the console stays up at {stack.console_url}/; Ctrl-C stops it",
+                  flush=True)  # fmt: skip
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):

@@ -418,7 +418,7 @@ async def run_up(options: StackOptions) -> int:
         loop.add_signal_handler(signal.SIGHUP, on_hangup)
         print(
             f"tripwire up: gateway {stack.gateway_url} (POST /v1/cameras/<id>/frames); "
-            f"events API {stack.console_url}/v1/events (operator token: "
+            f"console {stack.console_url}/ (events API /v1/events; operator token: "
             f"{options.gateway.home / 'operator-token'}); "
             f"detectors scale 0..{stack.policy.max_replicas} on queue depth; Ctrl-C stops"
         )
