@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from tripwire.archive import Archive
-from tripwire.config import CamerasFile
+from tripwire.camera_config import CamerasFile
 from tripwire.eventstore import Store
 
 

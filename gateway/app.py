@@ -15,7 +15,7 @@ from gateway.metrics import GatewayMetrics
 from gateway.routers import frames, health
 from tripwire import __version__
 from tripwire.brokers import Broker
-from tripwire.config import CamerasFile
+from tripwire.camera_config import CamerasFile
 from tripwire.errors import ConfigError
 from tripwire.settings import GatewaySettings
 

@@ -21,7 +21,7 @@ from functions.motion.probe import probe
 from functions.motion.publisher import MotionPublisher, frame_meta
 from gateway.metrics import GatewayMetrics
 from tripwire.brokers import Broker
-from tripwire.config import CameraConfig, CamerasFile
+from tripwire.camera_config import CameraConfig, CamerasFile
 from tripwire.errors import BrokerError, PayloadTooLarge, TripwireError
 from tripwire.tokens import verify
 

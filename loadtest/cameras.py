@@ -29,7 +29,6 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -37,24 +36,13 @@ import httpx
 import psutil
 import yaml
 
-from loadtest.camera_sim import video_source
 from loadtest.clips import WAREHOUSE, find_video
-from loadtest.scenes import demo_scene
+from tripwire.app.camera_sim import Answer, Post, SimulatedCamera, video_source
+from tripwire.app.scenes import demo_scene
 from tripwire.embedded_nats import free_port
 from tripwire.starter import read_tokens, write_starter_config
 
 P99_LIMIT_S = 0.100
-
-
-@dataclass
-class Totals:
-    sent: int = 0
-    accepted: int = 0
-    skipped: int = 0
-    motion: int = 0
-    statuses: Counter[str] = field(default_factory=Counter)
-    latencies: list[float] = field(default_factory=list)
-    done: int = 0
 
 
 # The generated scene loops 8 s in real time (someone walks in from 5 s on, so about 3/8 of
@@ -73,76 +61,63 @@ def frames_for(scene: int, video: Path | None, fps: float) -> list[bytes]:
     return [generated.jpeg(i) for i in range(count)]
 
 
+def _stream_post(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str, camera: str, token: str
+) -> Post:
+    """POST over one keep-alive connection with asyncio streams: on 2 cores the load
+    generator must cost little next to the gateway it measures (an HTTP library costs more)."""
+    head = (
+        f"POST /v1/cameras/{camera}/frames HTTP/1.1\r\nHost: {host}\r\n"
+        f"Authorization: Bearer {token}\r\nContent-Type: image/jpeg\r\n"
+    )
+
+    async def post(index: int, body: bytes, capture_ns: int) -> Answer:
+        request = (
+            f"{head}X-Seq: {index}\r\nX-Capture-Ns: {capture_ns}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode() + body
+        writer.write(request)
+        await writer.drain()
+        status_line = await reader.readline()
+        length = 0
+        while (line := await reader.readline()) not in (b"\r\n", b""):
+            if line[:15].lower() == b"content-length:":
+                length = int(line[15:])
+        answer = await reader.readexactly(length)
+        status = status_line.split(b" ", 2)[1].decode() if status_line else "closed"
+        return status, b'"motion":true' in answer, b'"published":true' in answer
+
+    return post
+
+
 async def _camera(
-    host: str,
-    port: int,
-    camera: str,
-    token: str,
-    frames: list[bytes],
-    fps: float,
-    duration_s: float,
-    totals: Totals,
-    phase_s: float,
+    host: str, port: int, camera: SimulatedCamera, duration_s: float, phase_s: float
 ) -> None:
     reader, writer = await asyncio.open_connection(host, port)
     # Real cameras are not in lockstep: each one starts at its own phase, so frames and
     # the gateway's analysis slots spread over time instead of arriving as one burst.
     await asyncio.sleep(phase_s)
-    head = (
-        f"POST /v1/cameras/{camera}/frames HTTP/1.1\r\nHost: {host}\r\n"
-        f"Authorization: Bearer {token}\r\nContent-Type: image/jpeg\r\n"
-    )
-    period = 1.0 / fps
-    start = time.monotonic()
-    index = 0
-    frames_due = round(duration_s * fps)  # exactly fps frames in each second of the run
     try:
-        while index < frames_due:
-            now = time.monotonic()
-            due = start + index * period
-            if now < due:
-                await asyncio.sleep(due - now)
-            elif now - due > period:
-                totals.skipped += 1
-                index += 1
-                continue
-            body = frames[index % len(frames)]
-            request = (
-                f"{head}X-Seq: {index}\r\nX-Capture-Ns: {time.time_ns()}\r\n"
-                f"Content-Length: {len(body)}\r\n\r\n"
-            ).encode() + body
-            sent = time.perf_counter()
-            writer.write(request)
-            await writer.drain()
-            status_line = await reader.readline()
-            length = 0
-            while (line := await reader.readline()) not in (b"\r\n", b""):
-                if line[:15].lower() == b"content-length:":
-                    length = int(line[15:])
-            answer = await reader.readexactly(length)
-            totals.latencies.append(time.perf_counter() - sent)
-            status = status_line.split(b" ", 2)[1].decode() if status_line else "closed"
-            totals.statuses[status] += 1
-            totals.sent += 1
-            if status == "202":
-                totals.accepted += 1
-                totals.motion += b'"motion":true' in answer
-            index += 1
+        await camera.run(
+            _stream_post(reader, writer, host, camera.camera_id, camera.token), duration_s
+        )
     except (ConnectionError, asyncio.IncompleteReadError) as exc:
-        totals.statuses[type(exc).__name__] += 1
+        camera.stats.statuses[type(exc).__name__] += 1
     finally:
         writer.close()
-        totals.done += 1
 
 
-async def _progress(totals: Totals, cameras: int, duration_s: float) -> None:
+async def _progress(
+    tasks: list[asyncio.Task[None]], cams: list[SimulatedCamera], duration_s: float
+) -> None:
     start = time.monotonic()
-    while totals.done < cameras:
+    while not all(task.done() for task in tasks):
         elapsed = time.monotonic() - start
         filled = int(30 * min(1.0, elapsed / duration_s))
+        sent = sum(c.stats.sent for c in cams)
+        accepted = sum(c.stats.accepted for c in cams)
         print(
-            f"\r[{'#' * filled}{'.' * (30 - filled)}] {elapsed:5.1f}s  sent {totals.sent}"
-            f"  ok {totals.accepted}",
+            f"\r[{'#' * filled}{'.' * (30 - filled)}] {elapsed:5.1f}s  sent {sent}  ok {accepted}",
             end="",
             file=sys.stderr,
             flush=True,
@@ -176,29 +151,24 @@ async def run_load(
     scenes = 1 if video is not None else SCENES  # a clip is the same for every camera
     loops = [await asyncio.to_thread(frames_for, i, video, fps) for i in range(scenes)]
     frames = [loops[i % scenes] for i in range(cameras)]
-    totals = Totals()
+    cams = [SimulatedCamera(ids[i], tokens[ids[i]], frames[i], fps) for i in range(cameras)]
     phases = random.Random(0)
-    tasks = [
-        _camera(
-            parts.hostname or "127.0.0.1",
-            parts.port or 80,
-            ids[i],
-            tokens[ids[i]],
-            frames[i],
-            fps,
-            duration_s,
-            totals,
-            phases.uniform(0.0, 1.0),
-        )
-        for i in range(cameras)
-    ]
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
     me = psutil.Process()
     gateway = psutil.Process(gateway_pid) if gateway_pid is not None else None
     me_start = _cpu_s(me)
     gateway_start = _cpu_s(gateway) if gateway is not None else 0.0
     started = time.monotonic()
-    await asyncio.gather(*tasks, _progress(totals, cameras, duration_s))
+    tasks = [
+        asyncio.create_task(_camera(host, port, cam, duration_s, phases.uniform(0.0, 1.0)))
+        for cam in cams
+    ]
+    await asyncio.gather(*tasks, _progress(tasks, cams, duration_s))
     elapsed = time.monotonic() - started
+    sent, skipped = sum(c.stats.sent for c in cams), sum(c.stats.skipped for c in cams)
+    accepted, motion = sum(c.stats.accepted for c in cams), sum(c.stats.motion for c in cams)
+    statuses: Counter[str] = sum((c.stats.statuses for c in cams), Counter())
+    lat = [x for c in cams for x in c.stats.latencies_s]
     cpu: dict[str, float | None] = {
         "gateway_cores": None,
         "gateway_ms_per_frame": None,
@@ -207,9 +177,8 @@ async def run_load(
     if gateway is not None:
         spent = _cpu_s(gateway) - gateway_start
         cpu["gateway_cores"] = round(spent / elapsed, 3)
-        cpu["gateway_ms_per_frame"] = round(1000 * spent / max(totals.sent, 1), 3)
-    errors = {s: n for s, n in totals.statuses.items() if s != "202"}
-    lat = totals.latencies
+        cpu["gateway_ms_per_frame"] = round(1000 * spent / max(sent, 1), 3)
+    errors = {s: n for s, n in statuses.items() if s != "202"}
     return {
         "cameras": cameras,
         "fps_per_camera": fps,
@@ -217,10 +186,10 @@ async def run_load(
         "offered_fps": round(cameras * fps, 1),
         # Over the schedule's length: each camera sends for duration_s from its own start;
         # connection set-up and the last answer in flight are not sending time.
-        "accepted_fps": round(totals.accepted / duration_s, 1),
-        "sent": totals.sent,
-        "skipped": totals.skipped,
-        "skipped_fraction": round(totals.skipped / max(1, totals.sent + totals.skipped), 4),
+        "accepted_fps": round(accepted / duration_s, 1),
+        "sent": sent,
+        "skipped": skipped,
+        "skipped_fraction": round(skipped / max(1, sent + skipped), 4),
         "errors": errors,
         "latency_ms": {
             "p50": round(1000 * _percentile(lat, 0.50), 1),
@@ -228,7 +197,7 @@ async def run_load(
             "p99": round(1000 * _percentile(lat, 0.99), 1),
             "mean": round(1000 * statistics.fmean(lat), 1) if lat else None,
         },
-        "motion_fraction": round(totals.motion / totals.accepted, 3) if totals.accepted else None,
+        "motion_fraction": round(motion / accepted, 3) if accepted else None,
         "cpu": cpu,
     }
 
@@ -268,7 +237,7 @@ def _start_gateway(
     env.pop("TRIPWIRE_BROKER__URL", None)
     log = (home / "gateway.log").open("wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "tripwire.cli", "gateway"], env=env, stdout=log, stderr=log
+        [sys.executable, "-m", "tripwire.app.cli", "gateway"], env=env, stdout=log, stderr=log
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60

@@ -56,7 +56,7 @@ from tests.rabbitmq_admin import admin as rabbit_admin
 from tests.test_k3s_manifests import CRD_DIR, NAMESPACE, OVERLAYS, build
 from tripwire import contract
 from tripwire.brokers import Broker, open_broker
-from tripwire.brokers.rabbitmq import RabbitSettings
+from tripwire.brokers.settings import RabbitSettings
 from tripwire.embedded_nats import EmbeddedNats, free_port
 from tripwire.settings import BrokerSettings
 
@@ -128,7 +128,7 @@ def wake_process(
     cmd = [
         sys.executable,
         "-m",
-        "tripwire.cli",
+        "tripwire.app.cli",
         "cluster",
         "wake",
         "--broker",

@@ -27,13 +27,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import yaml
 
-from loadtest.scenes import Scene, Walker
 from tripwire import timeline
-from tripwire.scaler import policy_file
+from tripwire.app.scenes import Scene, Walker
+from tripwire.app.stack import Stack, StackOptions, running_stack
+from tripwire.scaler.policy import write_policy_copy
 from tripwire.settings import DetectorSettings, GatewaySettings
-from tripwire.stack import Stack, StackOptions, running_stack
 from tripwire.starter import read_tokens, write_starter_config
 
 STAGES = ["scale_decision", "worker_started", "model_loaded", "first_inference", "result_stored"]
@@ -41,15 +40,12 @@ COOLDOWN_S = 3
 
 
 def policy_copy(folder: Path, polling_s: int) -> Path:
-    doc = yaml.safe_load(policy_file("nats").read_text())
-    doc["spec"]["pollingInterval"] = polling_s
-    doc["spec"]["cooldownPeriod"] = COOLDOWN_S
     # The HPA's scale-down window would hold one replica for 30 s more: not what we measure.
-    behavior = doc["spec"]["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
-    behavior["scaleDown"]["stabilizationWindowSeconds"] = 0
-    path = folder / f"scaledobject-poll{polling_s}.yaml"
-    path.write_text(yaml.safe_dump(doc))
-    return path
+    return write_policy_copy(
+        folder / f"scaledobject-poll{polling_s}.yaml",
+        spec={"pollingInterval": polling_s, "cooldownPeriod": COOLDOWN_S},
+        scale_down_window_s=0,
+    )
 
 
 async def _send(

@@ -52,7 +52,9 @@ def main() -> None:
         env = {**os.environ, "TRIPWIRE_HOME": home, "TRIPWIRE_PORT": str(port)}
         env["TRIPWIRE_LOG_LEVEL"] = "WARNING"
         gateway = subprocess.Popen(
-            [sys.executable, "-m", "tripwire.cli", "gateway"], env=env, stderr=subprocess.DEVNULL
+            [sys.executable, "-m", "tripwire.app.cli", "gateway"],
+            env=env,
+            stderr=subprocess.DEVNULL,
         )
         url = f"http://127.0.0.1:{port}"
         try:

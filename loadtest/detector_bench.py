@@ -35,8 +35,9 @@ from functions.detector.model import Image, Model, ModelOptions, Task
 from functions.detector.worker import Detector, StageTimes
 from loadtest.clips import SHARED_DATA, find_video
 from tripwire.archive.local import LocalArchive
-from tripwire.brokers.jetstream import JetStreamBroker, NatsSettings
-from tripwire.config import CamerasFile
+from tripwire.brokers.jetstream import JetStreamBroker
+from tripwire.brokers.settings import NatsSettings
+from tripwire.camera_config import CamerasFile
 from tripwire.contract import FrameMeta, alerts_subject, detections_subject, motion_subject
 from tripwire.embedded_nats import EmbeddedNats
 from tripwire.settings import DetectorSettings

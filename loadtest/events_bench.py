@@ -30,7 +30,7 @@ import psycopg
 from functions.events.worker import EventsFunction
 from tripwire.alert_rules import AlertRule
 from tripwire.brokers import Broker, open_broker
-from tripwire.config import CameraConfig, CamerasFile
+from tripwire.camera_config import CameraConfig, CamerasFile
 from tripwire.contract import Header, detections_subject, events_subject
 from tripwire.embedded_nats import EmbeddedNats
 from tripwire.event_messages import (

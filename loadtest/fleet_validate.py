@@ -9,7 +9,7 @@ replays that trace with the same policy file, the cold start and stop times meas
 run, and the same power profile. Compared:
 
 - cold starts: worker starts (timeline) vs the simulator's: must be equal;
-- energy: the energy benchmark's accounting of the real run (``loadtest.energy_account``,
+- energy: the energy benchmark's accounting of the real run (``tripwire.app.energy.account``,
   sampled every second) vs the simulator's split; the simulator states its error as
   ``resident_w x starts x (pollingInterval + 2 x sampling interval)``: each release is decided
   on the poll grid, whose phase the simulator does not know, and each start and stop is
@@ -43,19 +43,19 @@ import httpx
 import numpy as np
 import yaml
 
-from loadtest.energy_account import account
-from loadtest.energy_workload import ModeRun, Tally
 from tripwire import timeline
+from tripwire.app.energy.account import account
+from tripwire.app.energy.workload import ModeRun, Tally
+from tripwire.app.stack import Stack, StackOptions, running_stack
 from tripwire.brokers import open_broker
 from tripwire.contract import DETECTIONS_PREFIX, EVENTS_PREFIX
 from tripwire.fleet.simulate import SimOptions, simulate_site
 from tripwire.fleet.trace import CameraTrace, Event, Trace, write_trace
 from tripwire.keepalive import ANNOTATION_PREFIX
-from tripwire.metrics import MetricsSettings, Sampler
-from tripwire.metrics.power_profile import load_profile
+from tripwire.meters import MetricsSettings, Sampler
+from tripwire.meters.power_profile import load_profile
 from tripwire.scaler.policy import load_policy, policy_file
 from tripwire.settings import DetectorSettings, GatewaySettings
-from tripwire.stack import Stack, StackOptions, running_stack
 from tripwire.starter import read_tokens, write_starter_config
 
 # Seconds from the start of the window. Gaps: 10 s (warm under every policy), 40-45 s (warm

@@ -38,7 +38,7 @@ import cv2
 import numpy as np
 
 from functions.motion import MotionDetector, MotionResult
-from loadtest.scenes import (
+from tripwire.app.scenes import (
     Cloud,
     Foliage,
     Lamp,
@@ -49,7 +49,7 @@ from loadtest.scenes import (
     encode,
     lights_on,
 )
-from tripwire.config import CameraConfig
+from tripwire.camera_config import CameraConfig
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 HASH = "sha256:" + "0" * 64

@@ -27,8 +27,8 @@ import numpy as np
 
 from functions.motion import MotionDetector
 from functions.motion.decode import geometry
-from loadtest.scenes import Scene, Walker, encode
-from tripwire.config import CameraConfig, MotionConfig
+from tripwire.app.scenes import Scene, Walker, encode
+from tripwire.camera_config import CameraConfig, MotionConfig
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 CLIP = SHARED_DATA / "video_warehouse_cctv_forklift3" / "forklift3.mp4"
@@ -58,7 +58,7 @@ def load_frames(count: int, video: Path | None) -> tuple[list[bytes], str]:
         if out:
             return out, str(path)
     scene = Scene(seed=1, walkers=[Walker(x=-100, y=300, w=100, h=240, vx=200, start_s=1.0)])
-    return [scene.jpeg(i) for i in range(count)], "synthetic scene (loadtest/scenes.py)"
+    return [scene.jpeg(i) for i in range(count)], "synthetic scene (tripwire/app/scenes.py)"
 
 
 def camera(**motion: object) -> CameraConfig:

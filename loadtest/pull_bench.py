@@ -77,7 +77,14 @@ def main() -> None:
     command = ["cameras", "--config", str(config), "--broker", nats.url]
     with (tmp / "cameras.log").open("wb") as log:
         puller = subprocess.Popen(
-            [sys.executable, "-m", "tripwire.cli", *command, "--metrics-port", str(metrics_port)],
+            [
+                sys.executable,
+                "-m",
+                "tripwire.app.cli",
+                *command,
+                "--metrics-port",
+                str(metrics_port),
+            ],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=log,

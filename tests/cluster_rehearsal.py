@@ -81,7 +81,7 @@ class Rehearsal:
     def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
         log = (self.home / f"{name}.log").open("wb")
         process = subprocess.Popen(
-            [sys.executable, "-m", "tripwire.cli", *args],
+            [sys.executable, "-m", "tripwire.app.cli", *args],
             env=self.env(), stdout=log, stderr=subprocess.STDOUT, cwd=self.home,
         )  # fmt: skip
         self.processes.append(process)

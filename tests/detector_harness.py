@@ -36,11 +36,12 @@ import pika
 import pytest
 from pydantic import BaseModel
 
-from functions.detector.model import Model, ModelOptions, Task
+from functions.detector.model import BatchTimes, Image, Model, ModelOptions, Prediction, Task
 from functions.detector.worker import Detector
 from tripwire.archive import detections_key, frame_key
-from tripwire.brokers.jetstream import JetStreamBroker, MiB, NatsSettings
-from tripwire.brokers.rabbitmq import RabbitBroker, RabbitSettings
+from tripwire.brokers.jetstream import JetStreamBroker
+from tripwire.brokers.rabbitmq import RabbitBroker
+from tripwire.brokers.settings import MiB, NatsSettings, RabbitSettings
 from tripwire.contract import (
     FrameMeta,
     alerts_subject,
@@ -79,6 +80,28 @@ def model(weights: str | Path, task: Task | None = None, imgsz: int | None = Non
     """A loaded, warmed-up model, once per test process (loading costs seconds)."""
     need_ultralytics()
     return Model(ModelOptions(weights=str(weights), task=task, imgsz=imgsz), _CONFIG_DIR)
+
+
+class StandInModel:
+    """A small deterministic model that needs no torch, for the worker's own tests (batching,
+    archiving, publishing, acks, faults): like the untrained architecture it finds nothing,
+    but it loads at once and infers in microseconds. It reads every pixel, so an image that
+    did not decode would fail here as it would in ultralytics. The ultralytics path
+    (:class:`~functions.detector.model.Model`) keeps its own tests."""
+
+    name = "stand-in"
+    version = "test"
+    task: Task = "detect"
+    untrained = True
+    load_s = 0.001
+    first_inference_s = 0.001
+
+    def predict(self, images: Sequence[Image]) -> tuple[list[Prediction], BatchTimes]:
+        started = time.perf_counter()
+        for image in images:
+            assert image.ndim == 3 and float(image.mean()) >= 0.0
+        inference_ms = max((time.perf_counter() - started) * 1000, 0.001)
+        return [Prediction((), None) for _ in images], BatchTimes(0.0, inference_ms, 0.0)
 
 
 def bus_path() -> Path:
@@ -514,7 +537,7 @@ _METRICS_RE = re.compile(r"detector metrics on http://[\d.]+:(\d+)/metrics")
 
 @dataclass
 class DetectorProcess:
-    """``python -m tripwire.cli detector`` with the given environment; output to a log file."""
+    """``python -m tripwire.app.cli detector`` with the given environment; output to a log file."""
 
     home: Path
     env: dict[str, str]
@@ -533,7 +556,15 @@ class DetectorProcess:
         inherited = ("TRIPWIRE_", "YOLO_", "MPLCONFIGDIR")
         env = {k: v for k, v in os.environ.items() if not k.startswith(inherited)}
         env.update({"TRIPWIRE_HOME": str(self.home), "PYTHONUNBUFFERED": "1", **self.env})
-        cmd = [sys.executable, "-m", "tripwire.cli", "detector", "--metrics-port", "0", *self.args]
+        cmd = [
+            sys.executable,
+            "-m",
+            "tripwire.app.cli",
+            "detector",
+            "--metrics-port",
+            "0",
+            *self.args,
+        ]
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 cmd, cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=log,

@@ -11,7 +11,7 @@ from gateway.app import create_app
 from gateway.fastpath import IngestFastPath
 from gateway.server import server as gateway_server
 from tripwire.brokers import open_broker
-from tripwire.config import CamerasFile
+from tripwire.camera_config import CamerasFile
 from tripwire.contract import Header
 from tripwire.embedded_nats import free_port
 from tripwire.settings import BrokerSettings, GatewaySettings

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,7 @@ from minio.lifecycleconfig import Expiration, LifecycleConfig, Rule
 
 from tests import frames
 from tests.s3_server import SeaweedS3
-from tripwire.archive import Archive, ArchiveSettings, S3Settings, frame_key, open_archive
+from tripwire.archive import ArchiveSettings, S3Settings, frame_key, open_archive
 from tripwire.archive.s3 import RULE_IDS, S3Archive
 from tripwire.errors import ArchiveError, ArchiveUnavailable
 
@@ -23,11 +23,10 @@ CAPTURE_NS = 1_700_000_000_123_456_789
 KEY = frame_key("cam-1", CAPTURE_NS, 42, "image/jpeg")
 
 
-@pytest.fixture(scope="module")
-def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
-    """One server for the module; each test uses a bucket of its own."""
-    with SeaweedS3.start(tmp_path_factory.mktemp("seaweed")) as server:
-        yield server
+@pytest.fixture
+def s3_server(seaweed_s3: SeaweedS3) -> SeaweedS3:
+    """The session's server; each test uses a bucket of its own."""
+    return seaweed_s3
 
 
 @pytest.fixture(scope="module")
@@ -54,9 +53,7 @@ async def archive(s3_server: SeaweedS3, unique: str) -> AsyncIterator[S3Archive]
     await archive.close()
 
 
-async def test_is_an_archive(archive: S3Archive) -> None:
-    assert isinstance(archive, Archive)
-    assert archive.name == "s3"
+async def test_repr_hides_the_secret(archive: S3Archive) -> None:
     assert archive.settings.secret_key.get_secret_value() not in repr(archive)
 
 
@@ -73,15 +70,11 @@ async def test_bucket_created_when_missing(s3_server: SeaweedS3, unique: str) ->
         await archive.close()
 
 
-async def test_round_trip(archive: S3Archive, s3_server: SeaweedS3, jpeg: bytes) -> None:
+async def test_metadata_goes_to_object_headers(
+    archive: S3Archive, s3_server: SeaweedS3, jpeg: bytes
+) -> None:
+    # The round trip itself is in test_archive_contract.py.
     await archive.put(KEY, jpeg, "image/jpeg", {"Tripwire-Camera": "cam-1", "Tripwire-Seq": "42"})
-
-    assert await archive.get(KEY) == jpeg
-    assert await archive.exists(KEY)
-    assert not await archive.exists(KEY.replace("-42.", "-43."))
-    assert await archive.list("frames/") == [KEY]
-    assert await archive.list("frames/cam-1/2023-11-14/2") == [KEY]  # partial segment
-    assert await archive.list("detections/") == []
     stat = s3_server.client().stat_object(archive.bucket, KEY)
     assert stat.metadata is not None
     assert stat.content_type == "image/jpeg"
@@ -90,29 +83,16 @@ async def test_round_trip(archive: S3Archive, s3_server: SeaweedS3, jpeg: bytes)
     assert stat.metadata["x-amz-meta-tripwire-seq"] == "42"
 
 
-async def test_overwrite_leaves_one_object(archive: S3Archive, s3_server: SeaweedS3) -> None:
+async def test_overwrite_leaves_one_version(archive: S3Archive, s3_server: SeaweedS3) -> None:
     await archive.put(KEY, b"first", "image/jpeg", {"seq": "1"})
     await archive.put(KEY, b"second", "image/png", {"seq": "2"})
 
-    assert await archive.get(KEY) == b"second"
     raw = s3_server.client()
     objects = list(raw.list_objects(archive.bucket, recursive=True, include_version=True))
     assert [o.object_name for o in objects] == [KEY]
     stat = raw.stat_object(archive.bucket, KEY)
     assert stat.metadata is not None
     assert (stat.content_type, stat.metadata["x-amz-meta-seq"]) == ("image/png", "2")
-
-
-async def test_concurrent_puts(archive: S3Archive) -> None:
-    keys = [frame_key("cam-1", CAPTURE_NS + i, i, "image/jpeg") for i in range(20)]
-
-    await asyncio.gather(
-        *(archive.put(k, f"frame {i}".encode(), "image/jpeg", {}) for i, k in enumerate(keys))
-    )
-
-    assert await archive.list("frames/cam-1/") == sorted(keys)
-    got = await asyncio.gather(*(archive.get(k) for k in keys))
-    assert got == [f"frame {i}".encode() for i in range(20)]
 
 
 async def test_missing_object_is_permanent(archive: S3Archive) -> None:
@@ -129,21 +109,19 @@ async def test_deleted_bucket_is_permanent(archive: S3Archive, s3_server: Seawee
 
 async def test_wrong_secret_is_permanent(s3_server: SeaweedS3, unique: str) -> None:
     wrong = "wrong-secret-" + unique
-    archive = S3Archive(s3_settings(s3_server, f"t-{unique}", secret_key=wrong))
+    # A first retry would wait 4-6 s: well above one refused request, however busy the machine.
+    archive = S3Archive(
+        s3_settings(s3_server, f"t-{unique}", secret_key=wrong), retry_backoff_s=5.0
+    )
     try:
         started = time.monotonic()
         with pytest.raises(ArchiveError, match="SignatureDoesNotMatch") as caught:
             await archive.put(KEY, b"x", "image/jpeg", {})
-        assert time.monotonic() - started < 2  # refused at once, not retried
+        assert time.monotonic() - started < 4  # refused at once, not retried
         assert not isinstance(caught.value, ArchiveUnavailable)
         assert wrong not in str(caught.value)
     finally:
         await archive.close()
-
-
-async def test_invalid_key_is_refused(archive: S3Archive) -> None:
-    with pytest.raises(ArchiveError, match="archive key"):
-        await archive.put("../x.jpg", b"x", "image/jpeg", {})
 
 
 async def test_lifecycle_rule(s3_server: SeaweedS3, unique: str) -> None:
@@ -222,8 +200,9 @@ async def test_outage_and_recovery(tmp_path: Path, jpeg: bytes) -> None:
             started = time.monotonic()
             with pytest.raises(ArchiveUnavailable, match="gave up after") as caught:
                 await archive.put(KEY, jpeg, "image/jpeg", {})
-            # The budget (2 s) plus at most one attempt's connect timeout (refused: instant).
-            assert time.monotonic() - started < 3.5
+            # Bounded by the budget (2 s) and one attempt's connect timeout, not hung; the
+            # margin is for a loaded machine.
+            assert time.monotonic() - started < 2.0 + 0.5 + 5
             message = str(caught.value)
             assert server.secret_key not in message
             assert f"archive s3 {server.endpoint} bucket outage key {KEY}: put:" in message

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from loadtest.energy import EnergyOptions, run_bench
-from loadtest.energy_model import DutyModel
-from tripwire.metrics.power_profile import (
+from tripwire.app.energy.bench import EnergyOptions, run_bench
+from tripwire.app.energy.model import DutyModel
+from tripwire.meters.power_profile import (
     FIELDS,
     ProfileError,
     load_profile,
@@ -209,8 +209,8 @@ def _sample(t_ns: int, gpu_w: float | None, workers: int, processed: int) -> dic
 def test_a_gpu_counter_replaces_the_model_and_the_parts_still_add_up(tmp_path: Path) -> None:
     """Samples as the sampler writes them on a GPU machine (NVML available): the total is the
     measured one, labelled so, and the modelled parts are taken out of it, not added to it."""
-    from loadtest.energy_account import account
-    from loadtest.energy_workload import ModeRun, Tally
+    from tripwire.app.energy.account import account
+    from tripwire.app.energy.workload import ModeRun, Tally
 
     t0 = 1_000_000_000_000
     for name, gpu_w, source in (("nvml", 100.0, "measured: nvml"), ("model", None, None)):

@@ -12,13 +12,14 @@ from typing import Any
 
 import nats
 import pytest
-from nats.js.api import RawStreamMsg, StreamInfo
+from nats.js.api import StreamInfo
 
+from tests.broker_kit import frame_headers
 from tripwire import embedded_nats
-from tripwire.brokers.jetstream import JetStreamBroker, NatsSettings
-from tripwire.brokers.protocol import Broker, Message
-from tripwire.contract import FrameMeta, Header
-from tripwire.embedded_nats import EmbeddedNats, free_port
+from tripwire.brokers.jetstream import JetStreamBroker
+from tripwire.brokers.protocol import Message
+from tripwire.brokers.settings import NatsSettings
+from tripwire.embedded_nats import EmbeddedNats
 from tripwire.errors import BrokerError, BrokerUnavailable, PublishTimeout
 
 MakeBroker = Callable[..., JetStreamBroker]
@@ -43,22 +44,6 @@ def isolated(unique: str, **overrides: Any) -> NatsSettings:
     }
     fields.update(overrides)
     return NatsSettings(**fields)
-
-
-def frame_headers(seq: int = 1) -> dict[str, str]:
-    meta = FrameMeta(
-        camera="cam-1",
-        seq=seq,
-        capture_ns=1_700_000_000_000_000_000 + seq,
-        receive_ns=1_700_000_000_000_500_000 + seq,
-        width=640,
-        height=480,
-        content_type="image/jpeg",
-        motion_score=0.125,
-        boxes=((1, 2, 30, 40), (50, 60, 70, 80)),
-        event_id="ev-1",
-    )
-    return meta.to_headers()
 
 
 @pytest.fixture
@@ -109,68 +94,6 @@ async def stream_info(url: str, stream: str) -> StreamInfo:
         await nc.close()
 
 
-async def last_dead_letter(url: str, stream: str, subject: str) -> RawStreamMsg:
-    nc = await nats.connect(url)
-    try:
-        return await nc.jetstream().get_last_msg(stream, subject)
-    finally:
-        await nc.close()
-
-
-async def test_round_trip_preserves_body_bytes_and_every_header(broker: JetStreamBroker) -> None:
-    assert isinstance(broker, Broker)
-    body = b"\x00\xff\xd8\x00" + os.urandom(200_000) + b"\x00\r\n\x00"
-    headers = frame_headers() | {"X-Extra": "a b;c=d"}
-    await broker.publish(subject(broker), body, headers)
-
-    msg = await fetch_one(broker)
-    assert isinstance(msg, Message)
-    assert msg.subject == subject(broker)
-    assert msg.body == body
-    assert dict(msg.headers) == headers
-    assert msg.deliveries == 1
-    assert FrameMeta.from_headers(msg.headers).seq == 1
-    await msg.ack()
-
-
-async def test_ack_removes_the_message(broker: JetStreamBroker) -> None:
-    await broker.publish(subject(broker), b"frame", frame_headers())
-    assert await broker.depth() == 1
-    msg = await fetch_one(broker)
-    await msg.ack()
-    await asyncio.sleep(0.1)  # the ack is fire-and-forget
-    assert await broker.depth() == 0
-    assert await broker.fetch(1, 0.3) == []
-
-
-async def test_unacked_message_still_counts_in_depth(broker: JetStreamBroker) -> None:
-    await broker.publish(subject(broker), b"a", frame_headers(1))
-    await broker.publish(subject(broker), b"b", frame_headers(2))
-    assert await broker.depth() == 2  # both waiting
-    await fetch_one(broker)
-    assert await broker.depth() == 2  # one waiting + one ack pending
-
-
-async def test_nak_redelivers_with_delivery_count(broker: JetStreamBroker) -> None:
-    await broker.publish(subject(broker), b"frame", frame_headers())
-    first = await fetch_one(broker)
-    await first.nak()
-    again = await fetch_one(broker)
-    assert again.body == b"frame"
-    assert again.deliveries == 2
-    await again.ack()
-
-
-async def test_nak_with_delay_holds_redelivery_until_the_delay(broker: JetStreamBroker) -> None:
-    await broker.publish(subject(broker), b"frame", frame_headers())
-    first = await fetch_one(broker)
-    await first.nak(delay=1.0)
-    assert await broker.fetch(1, 0.4) == []
-    again = await fetch_one(broker, wait=3.0)
-    assert again.deliveries == 2
-    await again.ack()
-
-
 async def test_in_progress_extends_the_ack_deadline(
     make_broker: MakeBroker, nats_url: str, unique: str
 ) -> None:
@@ -183,27 +106,6 @@ async def test_in_progress_extends_the_ack_deadline(
         await msg.in_progress()
     assert await broker.fetch(1, 0.2) == []
     await msg.ack()
-
-
-async def test_term_dead_letters_with_reason_and_stops_redelivery(
-    broker: JetStreamBroker, nats_url: str
-) -> None:
-    body = os.urandom(1000)
-    headers = frame_headers()
-    await broker.publish(subject(broker), body, headers)
-    msg = await fetch_one(broker)
-    await msg.term("not a JPEG:\nbad SOI marker")
-
-    assert await broker.fetch(1, 0.5) == []
-    assert await broker.depth() == 0
-    dead_subject = f"{broker.settings.dead_prefix}.{subject(broker)}"
-    dead = await last_dead_letter(nats_url, broker.settings.dead_stream, dead_subject)
-    assert dead.data == body
-    assert dead.headers is not None
-    assert dead.headers[Header.DEAD_REASON] == "not a JPEG: bad SOI marker"
-    assert dead.headers[Header.DEAD_SUBJECT] == subject(broker)
-    for name, value in headers.items():
-        assert dead.headers[name] == value
 
 
 async def test_same_tripwire_id_is_stored_once(broker: JetStreamBroker, nats_url: str) -> None:
@@ -255,21 +157,6 @@ async def test_full_motion_stream_refuses_with_broker_unavailable(
     assert await broker.depth() == 2
 
 
-async def test_closed_port_is_unavailable_quickly_without_the_password(
-    make_broker: MakeBroker, unique: str
-) -> None:
-    url = f"nats://user:secret@127.0.0.1:{free_port()}"
-    broker = make_broker(url, isolated(unique), connect_timeout_s=0.5)
-    started = time.monotonic()
-    with pytest.raises(BrokerUnavailable) as caught:
-        await broker.connect()
-    assert time.monotonic() - started < 3
-    text = str(caught.value)
-    assert "secret" not in text
-    assert "user:***@127.0.0.1" in text
-    assert not broker.connected
-
-
 async def test_publish_before_connect_is_unavailable(
     make_broker: MakeBroker, nats_url: str, unique: str
 ) -> None:
@@ -316,7 +203,7 @@ async def test_server_restart_same_adapter_reconnects_and_keeps_messages(
     started = time.monotonic()
     with pytest.raises(BrokerUnavailable):
         await broker.publish(subject(broker), b"lost", frame_headers(3))
-    assert time.monotonic() - started < 1.0 + 0.5
+    assert time.monotonic() - started < 1.0 + 5  # bounded by the publish timeout, not hung
     assert not broker.connected
 
     restarted = restart_same_port(own_server)

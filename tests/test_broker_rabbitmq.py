@@ -17,30 +17,14 @@ import pika
 import pytest
 from pydantic import ValidationError
 
+from tests.broker_kit import fetch, frame_headers
 from tests.rabbitmq_admin import admin as _admin
-from tripwire.brokers.protocol import Broker, Message
-from tripwire.brokers.rabbitmq import RabbitBroker, RabbitSettings
-from tripwire.brokers.rabbitmq_confirms import topic_matches
-from tripwire.contract import FrameMeta, Header, motion_subject
+from tripwire.brokers.rabbitmq import RabbitBroker, topic_matches
+from tripwire.brokers.settings import RabbitSettings
+from tripwire.contract import Header, motion_subject
 from tripwire.errors import BrokerError, BrokerUnavailable
 
 SUBJECT = motion_subject("cam-1")
-
-
-def _headers(seq: int = 1) -> dict[str, str]:
-    meta = FrameMeta(
-        camera="cam-1",
-        seq=seq,
-        capture_ns=1_700_000_000_000_000_000 + seq,
-        receive_ns=1_700_000_000_000_100_000 + seq,
-        width=1280,
-        height=720,
-        content_type="image/jpeg",
-        motion_score=0.125,
-        boxes=((1, 2, 30, 40), (50, 60, 70, 80)),
-        event_id="evt-1",
-    )
-    return meta.to_headers()
 
 
 @pytest.fixture
@@ -76,24 +60,6 @@ async def broker(rabbitmq_url: str, settings: RabbitSettings) -> AsyncIterator[R
     await rabbit.close()
 
 
-async def _fetch(broker: RabbitBroker, count: int, within: float = 5.0) -> list[Message]:
-    """Exactly ``count`` messages, fetched in as many batches as it takes."""
-    got: list[Message] = []
-    deadline = time.monotonic() + within
-    while len(got) < count and time.monotonic() < deadline:
-        got += await broker.fetch(count - len(got), deadline - time.monotonic())
-    assert len(got) == count
-    return got
-
-
-async def _depth_becomes(broker: RabbitBroker, expected: int, within: float = 30.0) -> None:
-    # The management API refreshes queue statistics every 5 s (collect_statistics_interval).
-    deadline = time.monotonic() + within
-    while (depth := await broker.depth()) != expected:
-        assert time.monotonic() < deadline, f"depth stayed {depth}, expected {expected}"
-        await asyncio.sleep(0.25)
-
-
 def _raw_get(url: str, queue: str) -> tuple[Any, bytes]:
     """basic.get one message (auto-ack) with plain pika: what another client would see."""
     connection = pika.BlockingConnection(pika.URLParameters(url))
@@ -105,81 +71,16 @@ def _raw_get(url: str, queue: str) -> tuple[Any, bytes]:
         connection.close()
 
 
-async def test_round_trip_keeps_body_bytes_and_headers(broker: RabbitBroker) -> None:
-    assert isinstance(broker, Broker)
-    body = os.urandom(256 * 1024)  # every byte value, no text decoding anywhere
-    headers = _headers()
-    await broker.publish(SUBJECT, body, headers)
-
-    [message] = await _fetch(broker, 1)
-    assert isinstance(message, Message)
-    assert message.subject == SUBJECT
-    assert message.body == body
-    assert dict(message.headers) == headers
-    assert message.deliveries == 1
-    await message.ack()
-
-
 async def test_publish_is_persistent_with_content_type_and_message_id(
     broker: RabbitBroker, rabbitmq_url: str, settings: RabbitSettings
 ) -> None:
-    headers = _headers(seq=7)
+    headers = frame_headers(seq=7)
     await broker.publish(SUBJECT, b"\xff\xd8 jpeg", headers)
     properties, body = await asyncio.to_thread(_raw_get, rabbitmq_url, settings.queue)
     assert body == b"\xff\xd8 jpeg"
     assert properties.delivery_mode == 2
     assert properties.content_type == "image/jpeg"
     assert properties.message_id == headers[Header.ID]
-
-
-async def test_unacked_counts_in_depth_and_ack_removes(broker: RabbitBroker) -> None:
-    for seq in range(3):
-        await broker.publish(SUBJECT, b"frame", _headers(seq))
-    messages = await _fetch(broker, 3)
-    await _depth_becomes(broker, 3)  # all three are in flight, none ready: unacked counts
-    for message in messages:
-        await message.ack()
-    await _depth_becomes(broker, 0)
-
-
-async def test_nak_redelivers_and_counts_deliveries(broker: RabbitBroker) -> None:
-    await broker.publish(SUBJECT, b"frame", _headers())
-    [first] = await _fetch(broker, 1)
-    await first.nak()
-    [again] = await _fetch(broker, 1)
-    assert again.body == b"frame"
-    assert again.deliveries == 2
-    await again.ack()
-
-
-async def test_nak_with_delay_is_not_redelivered_before_the_delay(broker: RabbitBroker) -> None:
-    await broker.publish(SUBJECT, b"frame", _headers())
-    [first] = await _fetch(broker, 1)
-    started = time.monotonic()
-    await first.nak(delay=1.5)
-    assert time.monotonic() - started < 0.5  # the delay does not block the caller
-    assert await broker.fetch(1, 1.0) == []
-    [again] = await _fetch(broker, 1, within=5.0)
-    assert time.monotonic() - started >= 1.5
-    assert again.deliveries == 2
-    await again.ack()
-
-
-async def test_term_dead_letters_with_reason_and_never_redelivers(
-    broker: RabbitBroker, rabbitmq_url: str, settings: RabbitSettings
-) -> None:
-    headers = _headers()
-    await broker.publish(SUBJECT, b"not a jpeg", headers)
-    [message] = await _fetch(broker, 1)
-    await message.term("camera cam-1: frame 1: not a JPEG")
-
-    assert await broker.fetch(1, 1.0) == []
-    properties, body = await asyncio.to_thread(_raw_get, rabbitmq_url, settings.dead_letter_queue)
-    assert body == b"not a jpeg"
-    dead = {k: v.decode() if isinstance(v, bytes) else v for k, v in properties.headers.items()}
-    assert dead[Header.DEAD_REASON] == "camera cam-1: frame 1: not a JPEG"
-    assert dead[Header.DEAD_SUBJECT] == SUBJECT
-    assert dead[Header.ID] == headers[Header.ID]
 
 
 @pytest.mark.parametrize(
@@ -199,13 +100,13 @@ async def test_full_queue_refuses_publish_and_keeps_max_length(
         stored = 0
         with pytest.raises(BrokerUnavailable) as refused:
             for seq in range(10):
-                await broker.publish(SUBJECT, b"frame", _headers(seq))
+                await broker.publish(SUBJECT, b"frame", frame_headers(seq))
                 stored += 1
         assert f"queue {settings.queue} is full (x-max-length 3, overflow reject-publish)" in str(
             refused.value
         )
         assert 3 <= stored <= most
-        assert len(await _fetch(broker, stored)) == stored
+        assert len(await fetch(broker, stored)) == stored
         assert await broker.fetch(1, 0.5) == []
     finally:
         await broker.close()
@@ -217,24 +118,9 @@ async def test_unroutable_motion_publish_is_an_error(
     binding = f"e/{quote(settings.exchange, safe='')}/q/{quote(settings.queue, safe='')}"
     _admin("DELETE", f"bindings/%2F/{binding}/{quote(settings.binding_key, safe='')}")
     with pytest.raises(BrokerError, match="not routed to any queue"):
-        await broker.publish(SUBJECT, b"frame", _headers())
+        await broker.publish(SUBJECT, b"frame", frame_headers())
     # Results and alerts go to whoever listens: nobody listening is not an error.
     await broker.publish("tripwire.detections.cam-1", b"{}", {})
-
-
-async def test_closed_port_fails_fast_without_the_password(settings: RabbitSettings) -> None:
-    with socket.socket() as probe:  # a port nothing listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    broker = _broker(f"amqp://guest:secret@127.0.0.1:{port}/%2F", settings, connect_timeout_s=1.0)
-    started = time.monotonic()
-    with pytest.raises(BrokerUnavailable) as failed:
-        await broker.connect()
-    assert time.monotonic() - started < 3.0
-    text = f"{failed.value} {failed.value!r}"
-    assert "secret" not in text
-    assert f"amqp://guest:***@127.0.0.1:{port}" in text
-    assert not broker.connected
 
 
 async def test_closing_a_consumer_returns_unacked_messages(
@@ -243,14 +129,14 @@ async def test_closing_a_consumer_returns_unacked_messages(
     first = _broker(rabbitmq_url, settings)
     await first.connect()
     for seq in range(2):
-        await first.publish(SUBJECT, f"frame {seq}".encode(), _headers(seq))
-    held = await _fetch(first, 2)
+        await first.publish(SUBJECT, f"frame {seq}".encode(), frame_headers(seq))
+    held = await fetch(first, 2)
     await first.close()
 
     second = _broker(rabbitmq_url, settings)
     await second.connect()
     try:
-        again = await _fetch(second, 2)
+        again = await fetch(second, 2)
         assert sorted(m.body for m in again) == sorted(m.body for m in held)
         assert all(m.deliveries == 2 for m in again)
         for message in again:
@@ -260,7 +146,7 @@ async def test_closing_a_consumer_returns_unacked_messages(
 
 
 async def test_event_loop_runs_while_a_publish_awaits_its_confirm(broker: RabbitBroker) -> None:
-    publish = asyncio.create_task(broker.publish(SUBJECT, os.urandom(1024 * 1024), _headers()))
+    publish = asyncio.create_task(broker.publish(SUBJECT, os.urandom(1024 * 1024), frame_headers()))
     turns = 0
     while not publish.done():
         turns += 1
@@ -272,8 +158,8 @@ async def test_event_loop_runs_while_a_publish_awaits_its_confirm(broker: Rabbit
 
     # Many publishes are in flight at once on one channel, each confirmed on its own.
     body = os.urandom(64 * 1024)
-    await asyncio.gather(*(broker.publish(SUBJECT, body, _headers(n)) for n in range(20)))
-    assert len(await _fetch(broker, 21)) == 21
+    await asyncio.gather(*(broker.publish(SUBJECT, body, frame_headers(n)) for n in range(20)))
+    assert len(await fetch(broker, 21)) == 21
 
 
 async def test_publish_during_an_outage_fails_then_reconnects(
@@ -297,12 +183,12 @@ async def test_publish_during_an_outage_fails_then_reconnects(
         assert time.monotonic() < deadline, "never noticed the connection was closed"
         await asyncio.sleep(0.005)
     with pytest.raises(BrokerUnavailable, match="not connected"):
-        await broker.publish(SUBJECT, b"frame", _headers())
+        await broker.publish(SUBJECT, b"frame", frame_headers())
     deadline = time.monotonic() + 10
     while not broker.connected:
         assert time.monotonic() < deadline, "did not reconnect"
         await asyncio.sleep(0.05)
-    await broker.publish(SUBJECT, b"frame", _headers())
+    await broker.publish(SUBJECT, b"frame", frame_headers())
 
 
 async def test_consumer_recovers_when_its_queue_is_deleted(
@@ -315,8 +201,8 @@ async def test_consumer_recovers_when_its_queue_is_deleted(
     while _admin("GET", f"queues/%2F/{quote(settings.queue, safe='')}") is None:
         assert time.monotonic() < deadline, "the queue was not declared again"
         await asyncio.sleep(0.1)
-    await broker.publish(SUBJECT, b"after", _headers())
-    [message] = await _fetch(broker, 1)
+    await broker.publish(SUBJECT, b"after", frame_headers())
+    [message] = await fetch(broker, 1)
     assert message.body == b"after"
     await message.ack()
 

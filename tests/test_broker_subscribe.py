@@ -11,92 +11,25 @@ import contextlib
 import os
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 
+from tests import broker_kit
+from tests.broker_kit import Kit, nats_settings, rabbit_settings
 from tests.rabbitmq_admin import admin as _admin
 from tripwire import contract
-from tripwire.brokers.jetstream import JetStreamBroker, MiB, NatsSettings
+from tripwire.brokers.jetstream import JetStreamBroker
 from tripwire.brokers.protocol import Broker, Message
-from tripwire.brokers.rabbitmq import RabbitBroker, RabbitSettings
+from tripwire.brokers.rabbitmq import RabbitBroker
 from tripwire.contract import Header
 from tripwire.embedded_nats import EmbeddedNats
 from tripwire.errors import BrokerError, BrokerUnavailable
 
+kit = broker_kit.kit  # the fixture: each test runs on both adapters
 PING = "Test-Ping"  # header of the readiness pings, which listeners set aside
 WAKE_HEADERS = {Header.ID: "wake-0001", Header.CAMERA: "cam-1", "X-Note": "a b;c=d"}
-
-
-def nats_settings(unique: str) -> NatsSettings:
-    """Streams of this test only; its wake subject is in the results stream, as in production."""
-    return NatsSettings(
-        stream=f"M_{unique}",
-        subjects=[f"t{unique}.motion.>"],
-        results_stream=f"R_{unique}",
-        results_subjects=[f"t{unique}.detections.>", f"t{unique}.wake"],
-        dead_stream=f"D_{unique}",
-        dead_prefix=f"t{unique}.dead",
-        # nats-server reserves each stream's max_bytes up front: the GiB defaults of many
-        # tests would exhaust the shared server's JetStream storage.
-        stream_max_bytes=8 * MiB,
-        results_max_bytes=8 * MiB,
-        dead_max_bytes=8 * MiB,
-        reconnect_wait_s=0.05,
-        reconnect_max_wait_s=0.5,
-    )
-
-
-def rabbit_settings(unique: str) -> RabbitSettings:
-    return RabbitSettings(
-        exchange=f"test-{unique}",
-        queue=f"test-{unique}.motion",
-        dead_letter_exchange=f"test-{unique}.dlx",
-        dead_letter_queue=f"test-{unique}.dead",
-    )
-
-
-@dataclass
-class Kit:
-    """Adapters of one kind on one isolated topology, closed at teardown."""
-
-    make: Callable[[], Broker]
-    subject: str
-    made: list[Broker] = field(default_factory=list)
-
-    async def broker(self) -> Broker:
-        broker = self.make()
-        self.made.append(broker)
-        await broker.connect()
-        return broker
-
-
-@pytest.fixture(params=["nats", "rabbitmq"])
-async def kit(request: pytest.FixtureRequest, unique: str) -> AsyncIterator[Kit]:
-    if request.param == "nats":
-        url = request.getfixturevalue("nats_url")
-        settings = nats_settings(unique)
-        kit = Kit(
-            lambda: JetStreamBroker(url, settings, connect_timeout_s=10, publish_timeout_s=2),
-            f"t{unique}.wake",
-        )
-    else:
-        url = request.getfixturevalue("rabbitmq_url")
-        rabbit = rabbit_settings(unique)
-        kit = Kit(
-            lambda: RabbitBroker(url, rabbit, connect_timeout_s=5, publish_timeout_s=5),
-            contract.WAKE_SUBJECT,
-        )
-    yield kit
-    for broker in kit.made:
-        await broker.close()
-    if request.param == "rabbitmq":
-        for queue in (rabbit.queue, rabbit.dead_letter_queue, rabbit.events_queue_name):
-            _admin("DELETE", f"queues/%2F/{quote(queue, safe='')}")
-        for exchange in (rabbit.exchange, rabbit.dead_letter_exchange):
-            _admin("DELETE", f"exchanges/%2F/{quote(exchange, safe='')}")
 
 
 class Listener:

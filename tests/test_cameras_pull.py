@@ -133,12 +133,12 @@ def test_reader_reconnects_after_the_rtsp_server_restarts(rtsp: RtspServer) -> N
 
 
 def _tripwire(args: list[str], home: Path, log: Path, stdout: int) -> subprocess.Popen[str]:
-    """``python -m tripwire.cli ARGS`` with this checkout's code and no TRIPWIRE_* leaking in."""
+    """``python -m tripwire.app.cli ARGS``: this checkout's code, no TRIPWIRE_* leaking in."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRIPWIRE_")}
     env |= {"TRIPWIRE_HOME": str(home), "PYTHONPATH": str(REPO)}
     with log.open("wb") as err:
         return subprocess.Popen(
-            [sys.executable, "-m", "tripwire.cli", *args],
+            [sys.executable, "-m", "tripwire.app.cli", *args],
             env=env,
             stdout=stdout,
             stderr=err,

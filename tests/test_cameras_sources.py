@@ -20,8 +20,8 @@ import pytest
 from functions.motion.cameras import pulls_for
 from functions.motion.pull import Backoff, PullState, iter_frames, iter_pull
 from functions.motion.sources import resolve_kind
-from loadtest.scenes import Scene, Walker
-from tripwire.config import CameraConfig, parse_config
+from tripwire.app.scenes import Scene, Walker
+from tripwire.camera_config import CameraConfig, parse_config
 from tripwire.embedded_nats import free_port
 from tripwire.errors import ConfigError
 from tripwire.settings import MotionSettings
@@ -245,7 +245,7 @@ async def test_a_failing_camera_loop_is_restarted_not_ended(tmp_path: Path) -> N
 
     from functions.motion.cameras import Pull, supervise
     from tripwire.brokers import open_broker
-    from tripwire.config import SourceConfig
+    from tripwire.camera_config import SourceConfig
     from tripwire.settings import BrokerSettings
 
     missing = str(tmp_path / "gone.mp4")

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tripwire.cli import main
-from tripwire.config import load_config
+from tripwire.app.cli import main
+from tripwire.camera_config import load_config
 from tripwire.starter import read_tokens
 from tripwire.tokens import verify
 
@@ -19,7 +19,7 @@ SUBCOMMANDS = [["gateway"], ["motion"], ["init"], ["token", "new"], ["config", "
 @pytest.mark.parametrize("cmd", SUBCOMMANDS, ids=" ".join)
 def test_every_subcommand_has_help(cmd: list[str]) -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "tripwire.cli", *cmd, "--help"],
+        [sys.executable, "-m", "tripwire.app.cli", *cmd, "--help"],
         capture_output=True,
         text=True,
         check=True,

@@ -428,7 +428,7 @@ def test_the_role_allows_nothing_else(cluster: Cluster, keda_crds: None) -> None
 def test_the_command_refuses_to_start_without_a_broker(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from tripwire.cli import main
+    from tripwire.app.cli import main
 
     monkeypatch.delenv("TRIPWIRE_BROKER__URL", raising=False)
     assert main(["cluster", "wake", "--namespace", "x"]) == 2

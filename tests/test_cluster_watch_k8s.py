@@ -43,7 +43,7 @@ def test_watch_follows_replica_changes_made_through_the_api(k8s: Plane, tmp_path
     env = dict(os.environ, PYTHONPATH=str(REPO))
     env.pop("TRIPWIRE_BROKER__URL", None)  # no broker: replicas only
     watch = subprocess.Popen(
-        [sys.executable, "-m", "tripwire.cli", "cluster", "watch", "--kubeconfig",
+        [sys.executable, "-m", "tripwire.app.cli", "cluster", "watch", "--kubeconfig",
          str(k8s.kubeconfig), "--namespace", namespace, "--deployment", NAME, "--out", str(out)],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tripwire.config import load_config, parse_config
+from tripwire.camera_config import load_config, parse_config
 from tripwire.errors import ConfigError
 from tripwire.tokens import hash_token
 

@@ -20,7 +20,7 @@ from functions.events.alerts import AlertRules
 from tests.event_factory import T0, S, closed, opened, result, status
 from tripwire.alert_rules import AlertRule
 from tripwire.archive.local import LocalArchive
-from tripwire.config import CameraConfig, CamerasFile, OperatorConfig
+from tripwire.camera_config import CameraConfig, CamerasFile, OperatorConfig
 from tripwire.eventstore import Store
 from tripwire.eventstore.writer import record_close, record_open, record_result, record_status
 from tripwire.tokens import hash_token

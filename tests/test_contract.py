@@ -29,7 +29,7 @@ def test_round_trip() -> None:
     assert META.subject == "tripwire.motion.cam-1"
 
 
-def test_claim_check_and_no_event() -> None:
+def test_no_event() -> None:
     meta = FrameMeta(
         camera="cam-2",
         seq=1,
@@ -39,10 +39,9 @@ def test_claim_check_and_no_event() -> None:
         height=10,
         content_type="image/png",
         motion_score=0.0,
-        claim="frames/cam-2/x.png",
     )
     back = FrameMeta.from_headers(meta.to_headers())
-    assert back.claim == "frames/cam-2/x.png" and back.event_id is None and back.boxes == ()
+    assert back.event_id is None and back.boxes == ()
 
 
 # Each case: a header to change (None = delete) and the words the error must contain.

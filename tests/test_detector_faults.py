@@ -21,7 +21,7 @@ from tests.detector_harness import (
     YAML,
     DetectorProcess,
     NatsWire,
-    model,
+    StandInModel,
     nats_consumer_counts,
     need_ultralytics,
     publish_frames,
@@ -32,10 +32,8 @@ from tests.detector_harness import (
 from tests.s3_server import SeaweedS3
 from tripwire.archive import ArchiveSettings, S3Settings, open_archive
 from tripwire.archive.local import LocalArchive
-from tripwire.config import CamerasFile
+from tripwire.camera_config import CamerasFile
 from tripwire.settings import DetectorSettings
-
-pytestmark = pytest.mark.usefixtures("ultralytics_present")
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +62,7 @@ def s3_env(server: SeaweedS3, bucket: str) -> dict[str, str]:
 # -- kill -9 ---------------------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("ultralytics_present")  # a real detector process
 async def test_kill_9_mid_stream_then_restart_archives_every_frame_exactly_once(
     nats_url: str, unique: str, seaweed_s3: SeaweedS3, tmp_path: Path
 ) -> None:
@@ -173,7 +172,7 @@ async def test_s3_outage_holds_every_frame_until_it_is_back(
     wire = NatsWire(nats_url, unique, [camera])
     await wire.open()
     settings = DetectorSettings(home=tmp_path, batch_size=4, batch_wait_ms=100, fetch_wait_s=0.2)
-    detector = Detector(settings, CamerasFile(), wire.broker, archive, model(YAML, imgsz=320))
+    detector = Detector(settings, CamerasFile(), wire.broker, archive, StandInModel())
     c = detector.counts
     try:
         sent = await publish_frames(wire.broker, camera, frames.moving_box_frames(n))
@@ -226,6 +225,7 @@ async def local_archive_of(tmp_path: Path) -> AsyncIterator[LocalArchive]:
     await archive.close()
 
 
+@pytest.mark.usefixtures("ultralytics_present")  # a real detector process
 async def test_sigterm_mid_batch_finishes_or_returns_every_frame(
     nats_url: str, unique: str, tmp_path: Path, local_archive_of: LocalArchive
 ) -> None:

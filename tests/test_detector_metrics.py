@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 from pathlib import Path
 
-from functions.detector.metrics import DetectorMetrics, HealthServer
+from functions.detector.metrics import DetectorMetrics
 from tests import frames
 from tests.detector_harness import (
     YAML,
@@ -20,16 +21,18 @@ from tests.detector_harness import (
     wait_until,
 )
 from tripwire.contract import Header, motion_subject
+from tripwire.health_server import HealthServer
 
 
 async def test_routes_and_readiness_switch() -> None:
-    health = HealthServer(DetectorMetrics())
+    warm = asyncio.Event()
+    health = HealthServer(DetectorMetrics().registry, warm.is_set, not_ready="warming up")
     await health.start("127.0.0.1", 0)
     base = f"http://127.0.0.1:{health.port}"
     try:
         assert await http_get(f"{base}/healthz") == (200, '{"status":"ok"}')
         assert await http_get(f"{base}/readyz") == (503, '{"status":"warming up"}')
-        health.ready = True
+        warm.set()
         assert await http_get(f"{base}/readyz?verbose=1") == (200, '{"status":"ready"}')
         status, text = await http_get(f"{base}/metrics")
         assert status == 200 and "tripwire_detector_batches_total 0.0" in text

@@ -30,7 +30,7 @@ from tests.detector_harness import (
     wait_until,
 )
 from tripwire.archive.local import LocalArchive
-from tripwire.config import CamerasFile
+from tripwire.camera_config import CamerasFile
 from tripwire.settings import DetectorSettings
 
 # Fire/smoke images on which the COCO model finds something (people, a tv, trucks, a car)

@@ -11,16 +11,14 @@ from nats.js.api import StreamConfig
 from functions.detector.worker import Detector
 from tests import frames
 from tests.detector_harness import (
-    YAML,
     NatsWire,
-    model,
-    need_ultralytics,
+    StandInModel,
     publish_frames,
     running,
     wait_until,
 )
 from tripwire.archive.local import LocalArchive
-from tripwire.config import CamerasFile
+from tripwire.camera_config import CamerasFile
 from tripwire.contract import Header
 from tripwire.settings import DetectorSettings
 
@@ -40,7 +38,6 @@ async def _limit_message_size(url: str, stream: str, max_msg_size: int) -> None:
 async def test_a_result_over_the_stream_limit_is_dead_lettered_not_retried(
     nats_url: str, unique: str, tmp_path: Path
 ) -> None:
-    need_ultralytics()
     camera = f"perm-{unique}"
     wire = NatsWire(nats_url, unique, [camera])
     await wire.open()
@@ -51,7 +48,7 @@ async def test_a_result_over_the_stream_limit_is_dead_lettered_not_retried(
         await _limit_message_size(nats_url, wire.settings.results_stream, 64)
         sent = await publish_frames(wire.broker, camera, frames.moving_box_frames(3))
         settings = DetectorSettings(home=tmp_path, batch_size=4, fetch_wait_s=0.5)
-        detector = Detector(settings, CamerasFile(), wire.broker, archive, model(YAML, imgsz=320))
+        detector = Detector(settings, CamerasFile(), wire.broker, archive, StandInModel())
         async with running(detector):
             await wait_until(lambda: detector.counts.dead == 3, "3 dead letters", within=60)
         assert detector.counts.retries == 0 and detector.counts.acked == 0

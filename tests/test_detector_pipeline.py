@@ -19,15 +19,14 @@ from functions.detector.worker import Detector
 from tests import frames
 from tests.detector_harness import (
     TFLITE,
-    YAML,
     NatsWire,
     RabbitWire,
+    StandInModel,
     bus_jpeg,
     documents,
     gray_jpeg,
     labels,
     model,
-    need_ultralytics,
     publish_frames,
     running,
     wait_until,
@@ -35,18 +34,9 @@ from tests.detector_harness import (
 from tests.s3_server import SeaweedS3
 from tripwire.archive import Archive, ArchiveSettings, S3Settings, open_archive
 from tripwire.archive.local import LocalArchive
-from tripwire.config import CamerasFile
+from tripwire.camera_config import CamerasFile
 from tripwire.contract import Header
 from tripwire.settings import DetectorSettings
-
-pytestmark = pytest.mark.usefixtures("ultralytics_present")
-
-PLUMBING_IMGSZ = 320  # the untrained model finds nothing at any size; small is fast
-
-
-@pytest.fixture(scope="module")
-def ultralytics_present() -> None:
-    need_ultralytics()
 
 
 def detector_settings(home: Path, **overrides: Any) -> DetectorSettings:
@@ -90,9 +80,8 @@ async def test_every_frame_is_archived_published_and_acked(
 ) -> None:
     camera = f"cam-{unique}"
     n = 10  # batches of 4, 4 and 2
-    yolo = model(YAML, imgsz=PLUMBING_IMGSZ)
     detector = Detector(
-        detector_settings(tmp_path), CamerasFile(), nats_wire.broker, local_archive, yolo
+        detector_settings(tmp_path), CamerasFile(), nats_wire.broker, local_archive, StandInModel()
     )
     sent = await publish_frames(nats_wire.broker, camera, frames.moving_box_frames(n))
 
@@ -116,7 +105,7 @@ async def test_every_frame_is_archived_published_and_acked(
         assert (doc["camera"], doc["capture_ns"]) == (camera, s.meta.capture_ns)
         assert (doc["width"], doc["height"]) == (1280, 720)
         assert doc["archive"] == {"frame": s.frame_key, "detections": s.detections_key}
-        assert doc["model"]["name"] == "yolo11n" and doc["model"]["untrained"] is True
+        assert doc["model"]["name"] == "stand-in" and doc["model"]["untrained"] is True
         assert doc["boxes"] == [] and doc["label"] is None
         assert doc["inference_ms"] > 0
     _, headers, _ = results[0]
@@ -130,8 +119,7 @@ async def test_keep_every_nth_archives_only_those_frames(
     camera = f"cam-{unique}"
     n = 7
     settings = detector_settings(tmp_path, keep="every_nth", keep_every_n=3)
-    yolo = model(YAML, imgsz=PLUMBING_IMGSZ)
-    detector = Detector(settings, CamerasFile(), nats_wire.broker, local_archive, yolo)
+    detector = Detector(settings, CamerasFile(), nats_wire.broker, local_archive, StandInModel())
     sent = await publish_frames(nats_wire.broker, camera, frames.moving_box_frames(n))
 
     async with running(detector):

@@ -12,17 +12,15 @@ import pytest
 from functions.detector.worker import Detector
 from tests import frames
 from tests.detector_harness import (
-    YAML,
     NatsWire,
     RabbitWire,
+    StandInModel,
     documents,
     meta_for,
-    model,
-    need_ultralytics,
     publish_frames,
 )
 from tripwire.archive.local import LocalArchive
-from tripwire.config import CamerasFile
+from tripwire.camera_config import CamerasFile
 from tripwire.contract import Header, motion_subject
 from tripwire.settings import DetectorSettings
 
@@ -33,7 +31,7 @@ REASONS = {
     "missing-header": "bad headers: missing header Tripwire-Camera",
     "bad-header": "bad headers: header Tripwire-Seq: 'abc' is not an integer",
     "undecodable": "not decodable: image/jpeg body of 4100 bytes",
-    "empty-body": "empty body and no claim-check key",
+    "empty-body": "empty body",
     "redelivered": f"delivered 3 times (max_deliveries {MAX_DELIVERIES})",
 }
 
@@ -42,7 +40,6 @@ REASONS = {
 async def wire(
     request: pytest.FixtureRequest, nats_url: str, unique: str
 ) -> AsyncIterator[NatsWire | RabbitWire]:
-    need_ultralytics()
     made: NatsWire | RabbitWire
     if request.param == "nats":
         made = NatsWire(nats_url, unique, [f"poi-{unique}"])
@@ -91,7 +88,7 @@ async def test_poison_is_dead_lettered_with_its_reason_and_never_retried(
     )  # fmt: skip
     archive = LocalArchive(tmp_path / "archive", fsync=False)
     await archive.ensure()
-    detector = Detector(settings, CamerasFile(), broker, archive, model(YAML, imgsz=320))
+    detector = Detector(settings, CamerasFile(), broker, archive, StandInModel())
     try:
         batch = await detector.collect()
         assert len(batch) == 8, "all eight in one batch"

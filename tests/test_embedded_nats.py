@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from tripwire.broker_endpoint import connected_broker, embedded_nats
 from tripwire.brokers import open_broker
 from tripwire.errors import BrokerUnavailable
-from tripwire.runtime import connected_broker, embedded_nats
 from tripwire.settings import BrokerSettings, CommonSettings
 
 

@@ -23,7 +23,7 @@ from tests.detector_harness import ACCIDENT, ACCIDENT_TEST, model
 from tests.event_factory import T0, S, result
 from tests.test_events_function import webhook_server  # noqa: F401
 from tripwire.alert_rules import AlertRule, unknown_classes
-from tripwire.config import CameraConfig
+from tripwire.camera_config import CameraConfig
 from tripwire.errors import StoreUnavailable
 from tripwire.event_messages import FrameResult
 from tripwire.eventstore import Store
@@ -411,7 +411,7 @@ def test_a_detector_whose_rules_its_model_cannot_fire_stops_with_the_reason(
     env = {k: v for k, v in os.environ.items() if k != "TRIPWIRE_BROKER__URL"}
     env["TRIPWIRE_HOME"] = str(tmp_path)
     done = subprocess.run(
-        [sys.executable, "-m", "tripwire.cli", "detector", "--config", str(config),
+        [sys.executable, "-m", "tripwire.app.cli", "detector", "--config", str(config),
          "--weights", str(ACCIDENT), "--metrics-port", "0"],
         env=env, capture_output=True, text=True, timeout=180,
     )  # fmt: skip

@@ -28,7 +28,7 @@ from tests.event_factory import T0, S, closed, opened, result
 from tests.events_db import fresh_database
 from tripwire.alert_rules import AlertRule
 from tripwire.brokers import Broker
-from tripwire.config import CameraConfig, CamerasFile
+from tripwire.camera_config import CameraConfig, CamerasFile
 from tripwire.contract import Header, detections_subject, events_subject
 from tripwire.event_messages import FrameResult, encode
 from tripwire.eventstore import Store

@@ -89,7 +89,7 @@ def test_tripwire_up_turns_a_real_clip_into_events_and_an_alert(
         "TRIPWIRE_MQTT__TOPIC_PREFIX": f"tw{port}",
         "TRIPWIRE_CONSOLE_URL": f"http://127.0.0.1:{console_port}",
     }
-    command = [sys.executable, "-m", "tripwire.cli", "up",
+    command = [sys.executable, "-m", "tripwire.app.cli", "up",
                "--config", str(tmp_path / "cameras.yaml"), "--weights", str(TFLITE),
                "--task", "detect", "--port", str(port),
                "--console-port", str(console_port)]  # fmt: skip

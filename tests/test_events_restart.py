@@ -43,7 +43,7 @@ def _count(store: Store, table: sa.Table, camera: str) -> int:
 def _start(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "tripwire.cli", "events"],
+            [sys.executable, "-m", "tripwire.app.cli", "events"],
             env=env,
             stdout=out,
             stderr=out,

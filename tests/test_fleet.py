@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from tripwire.cli import main
+from tripwire.app.cli import main
+from tripwire.app.trace_record import camera_config, record_trace
 from tripwire.fleet.bench import POLICIES, policy_variant, run_policy
 from tripwire.fleet.generate import FleetShape, generate_fleet
-from tripwire.fleet.record import camera_config, record_trace
 from tripwire.fleet.simulate import SimOptions, simulate_site
 from tripwire.fleet.trace import CameraTrace, Event, Trace, TraceError, read_trace, write_trace
-from tripwire.metrics.power_profile import load_profile
+from tripwire.meters.power_profile import load_profile
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 PEOPLE = DATA / "video_street_crossing_people1" / "people1.mp4"

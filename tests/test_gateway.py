@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from tests.frames import background, jpeg, moving_box_frames, png, static_frames
 from tests.gateway_server import drain_motion, running_gateway
-from tripwire.config import parse_config
+from tripwire.camera_config import parse_config
 from tripwire.contract import FrameMeta, Header
 from tripwire.embedded_nats import EmbeddedNats
 from tripwire.settings import BrokerSettings, GatewaySettings

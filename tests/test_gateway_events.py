@@ -14,7 +14,7 @@ import pytest
 
 from tests.frames import moving_box_frames, static_frames
 from tests.gateway_server import running_gateway
-from tripwire.config import parse_config
+from tripwire.camera_config import parse_config
 from tripwire.contract import events_subject
 from tripwire.embedded_nats import EmbeddedNats
 from tripwire.event_messages import CameraStatus, EventClosed, EventOpened, parse_incoming

@@ -26,7 +26,7 @@ import pytest
 from gateway.app import HEADER_ROOM
 from tests.frames import background, jpeg, moving_box_frames, png
 from tests.gateway_server import drain_motion, running_gateway
-from tripwire.config import CamerasFile, parse_config
+from tripwire.camera_config import CamerasFile, parse_config
 from tripwire.contract import FrameMeta
 from tripwire.embedded_nats import EmbeddedNats, free_port
 from tripwire.settings import BrokerSettings, GatewaySettings
@@ -363,7 +363,7 @@ def test_a_frame_limit_over_the_broker_payload_is_refused_at_start(tmp_path: Pat
             [
                 sys.executable,
                 "-m",
-                "tripwire.cli",
+                "tripwire.app.cli",
                 "gateway",
                 "--broker",
                 server.url,
@@ -384,7 +384,7 @@ def test_a_frame_limit_over_the_broker_payload_is_refused_at_start(tmp_path: Pat
             [
                 sys.executable,
                 "-m",
-                "tripwire.cli",
+                "tripwire.app.cli",
                 "gateway",
                 "--broker",
                 server.url,
@@ -561,7 +561,7 @@ def test_a_stalled_upload_does_not_hold_the_exit(tmp_path: Path) -> None:
     env |= {"TRIPWIRE_HOME": str(tmp_path), "TRIPWIRE_PORT": str(port), "PYTHONPATH": str(REPO)}
     env["TRIPWIRE_BODY_TIMEOUT_S"] = "300"
     gateway = subprocess.Popen(
-        [sys.executable, "-m", "tripwire.cli", "gateway"], env=env, stderr=subprocess.DEVNULL
+        [sys.executable, "-m", "tripwire.app.cli", "gateway"], env=env, stderr=subprocess.DEVNULL
     )
     try:
         deadline = time.monotonic() + 60

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tripwire.cli import build_parser
+from tripwire.app.cli import build_parser
 
 REPO = Path(__file__).resolve().parents[1]
 IMAGES = REPO / "deploy" / "k3s" / "images"

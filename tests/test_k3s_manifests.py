@@ -444,7 +444,7 @@ def test_edge_serves_cameras_over_tls_and_keeps_metrics_and_docs_internal(built:
 def test_containers_run_real_tripwire_commands_with_valid_settings(
     built: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tripwire.cli import build_parser
+    from tripwire.app.cli import build_parser
     from tripwire.settings import (
         ConsoleSettings,
         DetectorSettings,

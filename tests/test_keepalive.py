@@ -20,7 +20,7 @@ from tripwire.keepalive import (
     KeepAliveSpec,
     spec_from_annotations,
 )
-from tripwire.metrics.power_profile import load_profile
+from tripwire.meters.power_profile import load_profile
 from tripwire.scaler import PolicyError, Scaler, policy_file, policy_from_object
 from tripwire.scaler.executor import LocalScaler, WorkerPool
 

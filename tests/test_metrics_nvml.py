@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from tripwire.metrics.gpu_nvml import NvmlGpu
+from tripwire.meters.gpu_nvml import NvmlGpu
 
 # The driver's control device is there exactly when an NVIDIA driver is loaded.
 HAS_NVIDIA = Path("/dev/nvidiactl").exists() or shutil.which("nvidia-smi") is not None

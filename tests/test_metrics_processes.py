@@ -10,10 +10,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from tripwire.metrics.cpu_estimate import CpuEstimate
-from tripwire.metrics.memory import ProcessMemory
-from tripwire.metrics.protocol import Reading
-from tripwire.metrics.settings import CpuEstimateSettings
+from tripwire.meters.cpu_estimate import CpuEstimate
+from tripwire.meters.memory import ProcessMemory
+from tripwire.meters.protocol import Reading
+from tripwire.meters.settings import CpuEstimateSettings
 
 MiB = 1024 * 1024
 # Holds 64 MiB of its own (touched, so resident and unshared), then waits for stdin to close.

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tripwire.metrics.cpu_rapl import RaplCpu, energy_delta_uj
-from tripwire.metrics.protocol import Reading
+from tripwire.meters.cpu_rapl import RaplCpu, energy_delta_uj
+from tripwire.meters.protocol import Reading
 
 MAX = 262_143_328_850  # a real max_energy_range_uj (Intel client parts)
 

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from tripwire.metrics import MetricsSettings, Pipeline, Sampler, SourceReport
-from tripwire.metrics.cpu_rapl import RaplCpu
+from tripwire.meters import MetricsSettings, Pipeline, Sampler, SourceReport
+from tripwire.meters.cpu_rapl import RaplCpu
 
 
 class Broken:
@@ -177,7 +177,7 @@ def test_settings_refuse_bad_values(fields: dict[str, Any], error: str) -> None:
 
 def test_cli_prints_samples() -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "tripwire.metrics", "--seconds", "0.5", "--interval", "0.2"],
+        [sys.executable, "-m", "tripwire.meters", "--seconds", "0.5", "--interval", "0.2"],
         capture_output=True,
         text=True,
         timeout=30,

@@ -1,4 +1,4 @@
-"""Motion decisions on synthetic 1280x720 JPEG scenes (loadtest/scenes.py).
+"""Motion decisions on synthetic 1280x720 JPEG scenes (tripwire/app/scenes.py).
 
 Every scene has a textured still background with fresh sensor noise in every frame. The
 gate must open for real movers (a person crossing, a small distant person, someone walking
@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 import pytest
 
 from functions.motion import MotionDetector, MotionResult
-from loadtest.scenes import Flash, Lamp, Scene, Walker, crowd, dusk, lights_on
-from tripwire.config import CameraConfig, MotionConfig
+from tripwire.app.scenes import Flash, Lamp, Scene, Walker, crowd, dusk, lights_on
+from tripwire.camera_config import CameraConfig, MotionConfig
 
 HASH = "sha256:" + "0" * 64
 
@@ -162,7 +162,7 @@ def test_relearning_is_reported_once_per_lighting_change(caplog: pytest.LogCaptu
     def light(t: float) -> tuple[float, float]:
         return (1.6, 25.0) if 3.0 <= t < 6.0 else (1.0, 0.0)
 
-    with caplog.at_level(logging.INFO, logger="functions.motion.detector"):
+    with caplog.at_level(logging.INFO, logger="functions.motion.gate"):
         r = run(Scene(seed=4, light=light), 90)
     relearns = [(i, res.relearn) for i, res in enumerate(r.results) if res.relearn]
     assert [i for i, _ in relearns] in ([30, 60], [31, 60], [30, 61], [31, 61]), relearns

@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 
 from functions.motion import MotionDetector, MotionResult
-from tripwire.config import CameraConfig, MotionConfig
+from tripwire.camera_config import CameraConfig, MotionConfig
 
 pytestmark = pytest.mark.data
 

@@ -11,8 +11,8 @@ from functions.motion import MotionDetector
 from functions.motion.decode import decode_gray, geometry
 from functions.motion.pacing import ArrivalPacer, Pacer
 from functions.motion.probe import JPEG, PNG, probe
-from loadtest.scenes import Scene, Walker, encode
-from tripwire.config import CameraConfig, MotionConfig
+from tripwire.app.scenes import Scene, Walker, encode
+from tripwire.camera_config import CameraConfig, MotionConfig
 from tripwire.errors import FrameError
 
 HASH = "sha256:" + "0" * 64

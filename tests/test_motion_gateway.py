@@ -8,9 +8,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from loadtest.scenes import Scene, Walker, lights_on
 from tests.gateway_server import running_gateway
-from tripwire.config import parse_config
+from tripwire.app.scenes import Scene, Walker, lights_on
+from tripwire.camera_config import parse_config
 from tripwire.embedded_nats import EmbeddedNats
 from tripwire.settings import BrokerSettings, GatewaySettings
 from tripwire.tokens import hash_token, new_token

@@ -10,8 +10,8 @@ import pytest
 
 from functions.motion import MotionDetector
 from functions.motion.pull import Pulled, SourceError, iter_pull, run_pull
-from loadtest.scenes import Scene, Walker
-from tripwire.config import CameraConfig, MotionConfig
+from tripwire.app.scenes import Scene, Walker
+from tripwire.camera_config import CameraConfig, MotionConfig
 
 HASH = "sha256:" + "0" * 64
 FRAMES = 40
@@ -88,8 +88,8 @@ def test_tripwire_motion_publishes_motion_frames(
     """`tripwire motion --source FILE --camera ID` end to end on a real nats-server."""
     import asyncio
 
+    from tripwire.app.cli import main
     from tripwire.brokers import open_broker
-    from tripwire.cli import main
     from tripwire.contract import FrameMeta
     from tripwire.settings import BrokerSettings
 

@@ -21,11 +21,11 @@ from pathlib import Path
 
 import pytest
 
+from tripwire.app.stack import StackError, StackOptions, _listens_on, running_stack
 from tripwire.embedded_nats import EmbeddedNats
 from tripwire.errors import MODEL_UNAVAILABLE_EXIT
 from tripwire.scaler.executor import WorkerFatal, WorkerPool
 from tripwire.settings import DetectorSettings, GatewaySettings
-from tripwire.stack import StackError, StackOptions, _listens_on, running_stack
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -111,7 +111,7 @@ def _up(args: list[str], home: Path) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRIPWIRE_")}
     env |= {"TRIPWIRE_HOME": str(home), "PYTHONPATH": str(REPO)}
     return subprocess.Popen(
-        [sys.executable, "-m", "tripwire.cli", "up", "--no-prefork", *args],
+        [sys.executable, "-m", "tripwire.app.cli", "up", "--no-prefork", *args],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

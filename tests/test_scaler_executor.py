@@ -111,7 +111,7 @@ async def test_replicas_follow_a_burst_from_zero_to_n_and_back(tmp_path: Path) -
     command = [
         sys.executable,
         "-m",
-        "tripwire.cli",
+        "tripwire.app.cli",
         "detector",
         "--weights",
         "yolo11n.yaml",
@@ -185,7 +185,7 @@ def _jpeg() -> bytes:
 DETECTOR = [
     sys.executable,
     "-m",
-    "tripwire.cli",
+    "tripwire.app.cli",
     "detector",
     "--weights",
     "yolo11n.yaml",
@@ -386,7 +386,7 @@ async def test_a_standby_that_cannot_start_does_not_block_workers(tmp_path: Path
     config = tmp_path / "cameras.yaml"
     config.write_text("cameras: []\n")
     env = {**os.environ, "TRIPWIRE_BATCH_SIZE": "not-a-number"}  # read by the standby only
-    command = [sys.executable, "-m", "tripwire.cli", "config", "check", str(config)]
+    command = [sys.executable, "-m", "tripwire.app.cli", "config", "check", str(config)]
     pool = WorkerPool(command, env, 5.0, tmp_path / "logs", prefork=True)
     await pool.converge(1)
     worker = pool.workers[0].process

@@ -9,8 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tripwire.brokers.jetstream import NatsSettings
-from tripwire.brokers.rabbitmq import RabbitSettings
+from tripwire.brokers.settings import NatsSettings, RabbitSettings
 from tripwire.scaler import (
     HpaPolicy,
     NatsJetStreamTrigger,

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from tripwire.brokers.rabbitmq import RabbitBroker, RabbitSettings
-from tripwire.cli import main
+from tripwire.app.cli import main
+from tripwire.brokers.rabbitmq import RabbitBroker
+from tripwire.brokers.settings import RabbitSettings
 from tripwire.errors import ConfigError
 from tripwire.logs import FORMAT, RedactingFormatter, add_secret
 from tripwire.settings import DetectorSettings, GatewaySettings
@@ -22,7 +23,7 @@ from tripwire.settings import DetectorSettings, GatewaySettings
 REPO = Path(__file__).resolve().parents[1]
 SECRET = "TopSecret99"
 S3_SECRET = "wJalrXUtnFEMI-K7MDENG-bPxRfiCYzzQ3"
-GATEWAY = [sys.executable, "-m", "tripwire.cli", "gateway", "--port", "0", "--broker"]
+GATEWAY = [sys.executable, "-m", "tripwire.app.cli", "gateway", "--port", "0", "--broker"]
 
 
 @pytest.fixture(autouse=True)

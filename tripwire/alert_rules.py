@@ -13,6 +13,7 @@ alerts:
     classes: [person]
     zones: [driveway]      # only boxes whose foot point lies in one of these zones
     cameras: [cam-1]       # default: every camera
+    model: coco            # read only this model's results (models: section); unset = any
 ```
 """
 
@@ -35,16 +36,30 @@ class AlertRule(BaseModel):
         default_factory=list, description="restrict to boxes in these camera zones (by name)"
     )
     cameras: list[str] = Field(default_factory=list, description="cameras it applies to; [] = all")
+    model: str | None = Field(
+        None, description="read only the results of this model (by name); unset = any model"
+    )
 
     def applies_to(self, camera: str) -> bool:
         return not self.cameras or camera in self.cameras
 
+    def reads(self, model: str) -> bool:
+        """Whether results of the model named ``model`` count for this rule."""
+        return self.model is None or self.model == model
 
-def unknown_classes(rules: Sequence[AlertRule], labels: Collection[str]) -> list[str]:
+
+def unknown_classes(
+    rules: Sequence[AlertRule], labels: Collection[str], model: str | None = None
+) -> list[str]:
     """One line per rule class that a model with ``labels`` can never produce (a typo, or a
-    rule meant for another model): such a rule would never fire, so it is a config error."""
+    rule meant for another model): such a rule would never fire, so it is a config error.
+
+    With ``model`` (a name of the models section), only the rules that name that model are
+    checked: a rule for any model may match another model's labels."""
     problems = []
     for i, rule in enumerate(rules):
+        if model is not None and rule.model != model:
+            continue
         missing = [c for c in rule.classes if c not in labels]
         if missing:
             problems.append(f"alerts[{i}] ({rule.kind}): {missing} are not labels of the model")

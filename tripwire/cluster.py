@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import threading
@@ -28,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tripwire import timeline
 from tripwire.errors import BrokerError, TripwireError
 
 log = logging.getLogger(__name__)
@@ -107,12 +107,9 @@ class ClusterTimeline:
 class JsonlWriter:
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._lock = threading.Lock()
 
     def write(self, event: Mapping[str, Any]) -> None:
-        line = json.dumps({"pid": os.getpid(), **event}, separators=(",", ":")) + "\n"
-        with self._lock, self.path.open("a") as out:
-            out.write(line)
+        timeline.append(self.path, {"pid": os.getpid(), **event})
 
 
 def _deployment_events(
@@ -163,7 +160,7 @@ async def watch_cluster(
     so SIGTERM would wait that long; a daemon thread ends with the process.
     """
     writer = JsonlWriter(out)
-    timeline = ClusterTimeline()
+    events = ClusterTimeline()
     failure: list[BaseException] = []
 
     def follow() -> None:
@@ -171,7 +168,7 @@ async def watch_cluster(
             for obj in _deployment_events(namespace, name, kubeconfig):
                 if stop.is_set():
                     return
-                for event in timeline.on_deployment(obj, time.time_ns()):
+                for event in events.on_deployment(obj, time.time_ns()):
                     writer.write(event)
         except BaseException as exc:  # handed to the loop, which re-raises it
             failure.append(exc)
@@ -181,7 +178,7 @@ async def watch_cluster(
     while not stop.is_set():
         if depth is not None:
             try:
-                writer.write(timeline.on_depth(int(await depth()), time.time_ns()))
+                writer.write(events.on_depth(int(await depth()), time.time_ns()))
             except BrokerError as exc:
                 log.warning("queue depth unavailable: %s", exc)
         with contextlib.suppress(TimeoutError):

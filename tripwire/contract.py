@@ -3,8 +3,8 @@
 A motion frame travels as one broker message:
 
 * **body**: the image bytes exactly as the camera sent them (JPEG or PNG). Never base64,
-  never wrapped in JSON. With a claim check the body is empty and ``Tripwire-Claim``
-  carries the archive object key instead.
+  never wrapped in JSON. A frame over the broker's message limit is refused at the edge
+  (413), not sent by reference.
 * **headers**: every piece of metadata, as short ASCII strings (see :class:`Header`).
 * **subject / routing key**: ``tripwire.motion.<camera>``.
 
@@ -55,10 +55,14 @@ class Header:
     HEIGHT = "Tripwire-Height"
     CONTENT_TYPE = "Content-Type"
     EVENT = "Tripwire-Event"
-    CLAIM = "Tripwire-Claim"
     # Set by the detector when it dead-letters a message.
     DEAD_REASON = "Tripwire-Dead-Reason"
     DEAD_SUBJECT = "Tripwire-Dead-Subject"  # the subject / routing key it was published to
+
+
+def dead_reason(reason: str) -> str:
+    """The ``Tripwire-Dead-Reason`` header of a dead letter: one line, at most 256 chars."""
+    return " ".join(reason.split())[:256] or "unspecified"
 
 
 def check_camera_id(camera: str) -> str:
@@ -122,7 +126,6 @@ class FrameMeta:
     motion_score: float
     boxes: tuple[Box, ...] = ()
     event_id: str | None = None
-    claim: str | None = None
     schema: str = field(default=SCHEMA_VERSION)
 
     @property
@@ -150,8 +153,6 @@ class FrameMeta:
         }
         if self.event_id:
             headers[Header.EVENT] = self.event_id
-        if self.claim:
-            headers[Header.CLAIM] = self.claim
         return headers
 
     @classmethod
@@ -193,6 +194,5 @@ class FrameMeta:
             motion_score=score,
             boxes=parse_boxes(str(headers.get(Header.BOXES, ""))),
             event_id=str(headers[Header.EVENT]) if headers.get(Header.EVENT) else None,
-            claim=str(headers[Header.CLAIM]) if headers.get(Header.CLAIM) else None,
             schema=schema,
         )

@@ -5,6 +5,11 @@ class TripwireError(Exception):
     """Root of every error tripwire raises on purpose."""
 
 
+class Unavailable(TripwireError):
+    """Something this process depends on cannot be reached now and may come back: the one
+    family :mod:`tripwire.retry` retries. Every other error is permanent and fails at once."""
+
+
 class ConfigError(TripwireError):
     """A settings value or the camera config file is invalid; the message names the path."""
 
@@ -21,7 +26,7 @@ class BrokerError(TripwireError):
     """A broker operation failed."""
 
 
-class BrokerUnavailable(BrokerError):
+class BrokerUnavailable(BrokerError, Unavailable):
     """The broker cannot be reached now; the caller may retry later (HTTP 503)."""
 
 
@@ -33,7 +38,7 @@ class ArchiveError(TripwireError):
     """An archive operation failed for good: bad key, access denied, missing bucket or object."""
 
 
-class ArchiveUnavailable(ArchiveError):
+class ArchiveUnavailable(ArchiveError, Unavailable):
     """The archive cannot be reached now (retries used up); the caller may retry later."""
 
 
@@ -50,7 +55,7 @@ class StoreError(TripwireError):
     """An events database operation failed for good (schema, constraint, bad query)."""
 
 
-class StoreUnavailable(StoreError):
+class StoreUnavailable(StoreError, Unavailable):
     """The events database cannot be reached now; the caller holds its work and retries."""
 
 

@@ -1,7 +1,8 @@
 """Typed process settings, read from ``TRIPWIRE_*`` environment variables.
 
 One ``BaseSettings`` class per process; nested blocks use ``__`` (for example
-``TRIPWIRE_BROKER__NATS__STREAM``). Broker adapters own their own settings blocks.
+``TRIPWIRE_BROKER__NATS__STREAM``). The broker blocks live in ``tripwire.brokers.settings``,
+apart from the adapters, so that a process loads only the client library it uses.
 """
 
 from __future__ import annotations
@@ -13,12 +14,11 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tripwire.archive.settings import ArchiveSettings
-from tripwire.brokers.jetstream import NatsSettings
-from tripwire.brokers.rabbitmq import RabbitSettings
+from tripwire.brokers.settings import NatsSettings, RabbitSettings
 from tripwire.eventstore.settings import StoreSettings
 from tripwire.logs import add_secret
 
@@ -219,6 +219,16 @@ class DetectorSettings(CommonSettings):
     weights: str = Field(
         "yolo11n.pt", description=".pt/.onnx/.tflite weights, or a .yaml for an untrained model"
     )
+    models_dir: Path | None = Field(
+        None,
+        description="with --model: load <models_dir>/<file name of the model's weights> "
+        "(a pod's fetched weights) instead of the path the config gives",
+    )
+    model: str | None = Field(
+        None,
+        description="serve this model of the config's models: section (its weights, task, "
+        "device, batch, imgsz replace these settings); unset = the one model of these settings",
+    )
     allow_download: bool = Field(False, description="let ultralytics fetch missing weights")
     task: Literal["detect", "classify"] | None = Field(
         None, description="model task; unset = from the weights (a .tflite export needs detect)"
@@ -330,6 +340,9 @@ class ConsoleSettings(CommonSettings):
     events_db: StoreSettings = Field(default_factory=StoreSettings)
     archive: ArchiveSettings = Field(default_factory=ArchiveSettings)
     retry_after_s: int = Field(5, ge=1, le=300, description="Retry-After when the db is down")
+    session_key: SecretStr | None = Field(
+        None, description="signs login sessions; set the same on every replica (default: random)"
+    )
 
     @model_validator(mode="after")
     def _db_secret(self) -> ConsoleSettings:

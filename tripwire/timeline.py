@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +22,17 @@ def record(event: str, **fields: Any) -> None:
     path = os.environ.get(ENV)
     if not path:
         return
-    line = json.dumps(
-        {"t_ns": time.time_ns(), "event": event, "pid": os.getpid(), **fields},
-        separators=(",", ":"),
-    )
+    append(path, {"t_ns": time.time_ns(), "event": event, "pid": os.getpid(), **fields})
+
+
+def append(path: str | Path, record: Mapping[str, Any]) -> None:
+    """Append ``record`` to the JSONL file ``path`` as one line, in one O_APPEND write (so
+    lines of several processes or threads never interleave). The one JSONL writer: the
+    timeline, the power sampler and the cluster watch write through it."""
+    line = json.dumps(record, separators=(",", ":")) + "\n"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     try:
-        os.write(fd, (line + "\n").encode())
+        os.write(fd, line.encode())
     finally:
         os.close(fd)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Request
 
 from console.auth import Operator
 from console.deps import StoreDep
@@ -32,10 +32,11 @@ def alerts(
 
 
 @router.post("/{alert_id}/ack")
-def ack(name: Operator, store: StoreDep, alert_id: str) -> dict[str, Any]:
+def ack(name: Operator, store: StoreDep, alert_id: str, request: Request) -> dict[str, Any]:
     """Acknowledge an alert (the first acknowledgement is kept)."""
     with store.begin() as conn:
         found = acknowledge(conn, alert_id, name, time.time_ns())
     if found is None:
         raise HTTPException(404, f"alert {alert_id[:200]!r} not found")
+    request.app.state.live.alerts_changed()  # every open page's count drops
     return found

@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -65,6 +65,22 @@ class ModelOptions:
     device: str = "auto"
     task: Task | None = None  # None: ultralytics infers it (a .tflite export needs "detect")
     allow_download: bool = False  # let ultralytics fetch missing named weights
+
+
+class Predictor(Protocol):
+    """What the worker needs of a model: :class:`Model`, or a test's stand-in that needs no
+    torch."""
+
+    name: str
+    version: str
+    task: Task
+    untrained: bool
+    load_s: float
+    first_inference_s: float
+
+    def predict(self, images: Sequence[Image]) -> tuple[list[Prediction], BatchTimes]:
+        """Blocking: boxes (or the top-1 label) per image, and the batch's stage times."""
+        ...
 
 
 def _offline_environment(config_dir: Path) -> None:

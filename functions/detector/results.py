@@ -6,27 +6,33 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from functions.detector.model import Model, Prediction
+from functions.detector.model import Prediction, Predictor
 from tripwire.contract import FrameMeta
 from tripwire.event_messages import RESULT_SCHEMA
 
 
-def model_info(model: Model) -> dict[str, Any]:
-    return {
-        "name": model.name,
+def model_info(model: Predictor, name: str | None = None) -> dict[str, Any]:
+    """``name``: the model's name in the config's models section, which the events record and
+    the alert rules key on; None (one default model) = the weights' own name, as before."""
+    info = {
+        "name": name or model.name,
         "version": model.version,
         "task": model.task,
         "untrained": model.untrained,
     }
+    if name:  # which weights served the named model (it may be swapped)
+        info["weights"] = model.name
+    return info
 
 
 def result_document(
     meta: FrameMeta,
     pred: Prediction,
-    model: Model,
+    model: Predictor,
     inference_ms: float,
     frame_key: str | None,
     detections_key: str,
+    model_name: str | None = None,
 ) -> dict[str, Any]:
     return {
         "schema": RESULT_SCHEMA,
@@ -38,7 +44,7 @@ def result_document(
         "width": meta.width,
         "height": meta.height,
         "motion_boxes": [list(b) for b in meta.boxes],
-        "model": model_info(model),
+        "model": model_info(model, model_name),
         "boxes": [
             {"class": b.label, "confidence": b.confidence, "xyxy": list(b.xyxy)} for b in pred.boxes
         ],

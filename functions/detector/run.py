@@ -7,16 +7,18 @@ import contextlib
 import logging
 import signal
 import sys
+from pathlib import Path
 
-from functions.detector.metrics import DetectorMetrics, HealthServer
+from functions.detector.metrics import DetectorMetrics
 from functions.detector.model import Model, ModelError, ModelOptions
 from functions.detector.worker import Detector
 from tripwire import timeline
 from tripwire.alert_rules import unknown_classes
 from tripwire.archive import open_archive
-from tripwire.config import load_config
-from tripwire.errors import MODEL_UNAVAILABLE_EXIT
-from tripwire.runtime import connected_broker
+from tripwire.broker_endpoint import connected_broker
+from tripwire.camera_config import CamerasFile, load_config
+from tripwire.errors import MODEL_UNAVAILABLE_EXIT, ConfigError
+from tripwire.health_server import HealthServer
 from tripwire.settings import DetectorSettings
 
 log = logging.getLogger(__name__)
@@ -36,8 +38,37 @@ def model_options(settings: DetectorSettings) -> ModelOptions:
     )
 
 
+def for_model(settings: DetectorSettings, cameras: CamerasFile) -> DetectorSettings:
+    """The settings of the model named ``settings.model`` (its weights, task, device, batch
+    and size from the models section); unchanged when no model is named."""
+    if settings.model is None:
+        return settings
+    served = cameras.model(settings.model)
+    if served is None:
+        known = [m.name for m in cameras.models] or "none: the config has no models section"
+        raise ConfigError(f"model {settings.model!r} is not declared in the config ({known})")
+    weights = served.weights
+    if settings.models_dir is not None:
+        weights = str(settings.models_dir / Path(weights).name)
+    return settings.model_copy(
+        update={
+            "weights": weights,
+            "task": served.task,
+            # auto: the process's own setting (a GPU pod's cuda:0 stays).
+            "device": settings.device if served.device == "auto" else served.device,
+            "batch_size": served.batch,
+            "imgsz": served.imgsz,
+        }
+    )
+
+
 async def run_detector(settings: DetectorSettings) -> int:
     cameras = load_config(settings.config_path())
+    try:
+        settings = for_model(settings, cameras)
+    except ConfigError as exc:
+        print(f"tripwire detector: {exc}", file=sys.stderr, flush=True)
+        return MODEL_UNAVAILABLE_EXIT
     # Signals count from the start: a SIGTERM while the model loads ends the process cleanly
     # (it holds no message yet) instead of killing it with 143.
     stop_asked = asyncio.Event()
@@ -52,7 +83,8 @@ async def run_detector(settings: DetectorSettings) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal)
     metrics = DetectorMetrics()
-    health = HealthServer(metrics)
+    warm = asyncio.Event()  # set once the model is loaded and warmed up: /readyz is 200
+    health = HealthServer(metrics.registry, warm.is_set, not_ready="warming up")
     await health.start(settings.metrics_host, settings.metrics_port)
     log.info("detector metrics on http://%s:%d/metrics", settings.metrics_host, health.port)
     archive = open_archive(settings.archive, settings.home)
@@ -62,7 +94,7 @@ async def run_detector(settings: DetectorSettings) -> int:
         asyncio.to_thread(Model, model_options(settings), settings.home / "ultralytics")
     )
     try:
-        async with connected_broker(settings) as broker:
+        async with connected_broker(settings, settings.model) as broker:
             await archive.ensure()
             try:
                 model = await loading
@@ -71,7 +103,9 @@ async def run_detector(settings: DetectorSettings) -> int:
                 print(f"tripwire detector: {exc}", file=sys.stderr, flush=True)
                 return MODEL_UNAVAILABLE_EXIT
             if not model.untrained and (
-                problems := unknown_classes(cameras.alerts, set(model.names.values()))
+                problems := unknown_classes(
+                    cameras.alerts, set(model.names.values()), settings.model
+                )
             ):
                 # A rule that can never fire is a config error: say so and stop, as above.
                 labels = ", ".join(sorted(set(model.names.values()))[:12])
@@ -87,7 +121,7 @@ async def run_detector(settings: DetectorSettings) -> int:
                 first_inference_s=round(model.first_inference_s, 3),
                 untrained=model.untrained,
             )
-            health.ready = True
+            warm.set()
             metrics.ready.set(1)
             detector = Detector(settings, cameras, broker, archive, model, metrics)
             if stop_asked.is_set():

@@ -8,6 +8,11 @@ an outage never burns the delivery count that poison detection relies on; a pois
 (bad headers, undecodable, delivered too often) or one whose result the broker refuses for
 good (too large) is dead-lettered with its reason at once.
 On stop: no new fetches, the batch in hand is finished and acked, the rest is released.
+
+A named model (``--model``, the config's models section) reads its own consumer or queue:
+its results and detections keys carry its name, a frame another model archived already is
+not written again, and with ``zones`` a frame whose motion touches none of them is acked
+without inference.
 """
 
 from __future__ import annotations
@@ -24,12 +29,12 @@ import cv2
 import numpy as np
 
 from functions.detector.metrics import DetectorMetrics
-from functions.detector.model import Image, Model, Prediction
+from functions.detector.model import Image, Prediction, Predictor
 from functions.detector.results import encode, result_document
 from tripwire import timeline
 from tripwire.archive import Archive, detections_key, frame_key
 from tripwire.brokers import Broker, Message
-from tripwire.config import CamerasFile
+from tripwire.camera_config import CameraConfig, CamerasFile
 from tripwire.contract import FrameMeta, Header, detections_subject
 from tripwire.errors import (
     ArchiveError,
@@ -38,6 +43,7 @@ from tripwire.errors import (
     BrokerRejected,
     ContractError,
 )
+from tripwire.retry import retry
 from tripwire.settings import DetectorSettings
 
 log = logging.getLogger(__name__)
@@ -76,6 +82,7 @@ class Counts:
     dead: int = 0
     released: int = 0
     retries: int = 0
+    skipped: int = 0  # outside the model's zones: acked without inference
 
 
 class Poison(Exception):
@@ -88,13 +95,15 @@ class Detector:
     cameras: CamerasFile
     broker: Broker
     archive: Archive
-    model: Model
+    model: Predictor
     metrics: DetectorMetrics = field(default_factory=DetectorMetrics)
     counts: Counts = field(default_factory=Counts)
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
     _kept: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        served = self.cameras.model(self.settings.model) if self.settings.model else None
+        self.zones = served.zones if served else []
         self.metrics.model_load_seconds.set(self.model.load_s)
         self.metrics.first_inference_seconds.set(self.model.first_inference_s)
 
@@ -191,19 +200,20 @@ class Detector:
                 meta = FrameMeta.from_headers(message.headers)
             except ContractError as exc:
                 raise Poison(f"bad headers: {exc}") from None
-            data = message.body
-            if not data and meta.claim:
-                data = await self._retrying(message, lambda: self.archive.get(meta.claim or ""))
-            if not data:
-                raise Poison("empty body and no claim-check key")
-            return Work(message, meta, data)
+            if not message.body:
+                raise Poison("empty body")
+            if self.zones and not self._in_zones(meta):
+                await message.ack()
+                self.counts.skipped += 1
+                return None
+            return Work(message, meta, message.body)
         except Poison as exc:
             await self._dead(message, str(exc))
-        except ArchiveError as exc:
-            await self._dead(message, f"claim check: {exc}")
-        except _Released:
-            pass
         return None
+
+    def _in_zones(self, meta: FrameMeta) -> bool:
+        camera = self.cameras.camera(meta.camera)
+        return camera is None or touches_zones(meta, camera, self.zones)
 
     def _keep_frame(self, meta: FrameMeta, pred: Prediction) -> bool:
         keep = self.settings.keep
@@ -223,13 +233,14 @@ class Detector:
         meta, message = work.meta, work.message
         for label in [b.label for b in pred.boxes] + ([pred.top1[0]] if pred.top1 else []):
             self.metrics.detections.labels(label).inc()
-        det_key = detections_key(meta.camera, meta.capture_ns, meta.seq)
+        named = self.settings.model
+        det_key = detections_key(meta.camera, meta.capture_ns, meta.seq, named)
         img_key = (
             frame_key(meta.camera, meta.capture_ns, meta.seq, meta.content_type)
             if self._keep_frame(meta, pred)
             else None
         )
-        doc = result_document(meta, pred, self.model, inference_ms, img_key, det_key)
+        doc = result_document(meta, pred, self.model, inference_ms, img_key, det_key, named)
         # stored_ns: when the detector finished the frame (the events record's latency).
         doc["stored_ns"] = time.time_ns()
         user_meta = {
@@ -241,7 +252,9 @@ class Detector:
 
         async def write() -> None:  # fresh coroutines for every attempt
             puts = [self.archive.put(det_key, body, "application/json", user_meta)]
-            if img_key:
+            # With several models the frame is one object: the first model to finish it
+            # writes it, the others find it there (same key, same bytes).
+            if img_key and not (named and await self.archive.exists(img_key)):
                 puts.append(self.archive.put(img_key, work.data, meta.content_type, user_meta))
             await asyncio.gather(*puts)
 
@@ -251,7 +264,7 @@ class Detector:
             times.archive_ms += (time.perf_counter() - t0) * 1000
             t0 = time.perf_counter()
             headers = {
-                Header.ID: f"{meta.message_id}-det",
+                Header.ID: f"{meta.message_id}-det" + (f"-{named}" if named else ""),
                 Header.CAMERA: meta.camera,
                 Header.CONTENT_TYPE: "application/json",
             }
@@ -287,28 +300,39 @@ class Detector:
         self.metrics.end_to_end_seconds.observe(max(0.0, (time.time_ns() - meta.capture_ns) / 1e9))
 
     async def _retrying(self, message: Message, op: Callable[[], Awaitable[T]]) -> T:
-        """Run ``op`` until it succeeds; hold the message through transient outages."""
-        delay = self.settings.retry_backoff_s
-        while True:
-            try:
-                return await op()
-            except BrokerRejected:
-                raise  # permanent: the same message would be refused for ever
-            except (ArchiveUnavailable, BrokerError) as exc:
-                if isinstance(exc, ArchiveUnavailable):
-                    self.metrics.archive_errors.inc()
-                self.counts.retries += 1
-                if self.stopping:
-                    await self._release([message], reason="stopping during an outage")
-                    raise _Released from None
+        """Run ``op`` until it succeeds; hold the message through transient outages.
+
+        Any broker error but a rejection is held too: a lost binding or a channel being
+        reopened heals in seconds, and holding the frame is cheaper than its redelivery.
+        """
+
+        def on_retry(exc: BaseException, _attempt: int, wait_s: float) -> None:
+            if isinstance(exc, ArchiveUnavailable):
+                self.metrics.archive_errors.inc()
+            self.counts.retries += 1
+            if not self.stopping:
                 log.warning(
-                    "transient failure, holding the frame and retrying in %.1fs: %s", delay, exc
+                    "transient failure, holding the frame and retrying in %.1fs: %s", wait_s, exc
                 )
-                with contextlib.suppress(BrokerError):
-                    await message.in_progress()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), delay)
-                delay = min(delay * 2, MAX_RETRY_DELAY_S)
+
+        async def hold(wait_s: float) -> None:
+            if self.stopping:
+                await self._release([message], reason="stopping during an outage")
+                raise _Released from None
+            with contextlib.suppress(BrokerError):
+                await message.in_progress()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), wait_s)
+
+        return await retry(
+            op,
+            first_s=self.settings.retry_backoff_s,
+            max_s=MAX_RETRY_DELAY_S,
+            on_retry=on_retry,
+            sleep=hold,
+            transient=(ArchiveUnavailable, BrokerError),
+            permanent=BrokerRejected,  # the same message would be refused for ever
+        )
 
     async def _dead(self, message: Message, reason: str) -> None:
         log.warning("dead-lettering %s: %s", message.subject, reason)
@@ -327,6 +351,24 @@ class Detector:
                 await message.nak()
             self.counts.released += 1
             self.metrics.naks.labels(reason).inc()
+
+
+def touches_zones(meta: FrameMeta, camera: CameraConfig, zones: Sequence[str]) -> bool:
+    """Whether a motion box of the frame overlaps the bounding box of one of ``zones`` of its
+    camera (a frame without motion boxes counts as touching: the whole frame moved)."""
+    if not meta.boxes:
+        return True
+    w, h = max(meta.width, 1), max(meta.height, 1)
+    for name in zones:
+        polygon = camera.zones.get(name)
+        if polygon is None:
+            continue
+        zx1, zx2 = min(p[0] for p in polygon), max(p[0] for p in polygon)
+        zy1, zy2 = min(p[1] for p in polygon), max(p[1] for p in polygon)
+        for x1, y1, x2, y2 in meta.boxes:
+            if x1 / w <= zx2 and x2 / w >= zx1 and y1 / h <= zy2 and y2 / h >= zy1:
+                return True
+    return False
 
 
 class _Released(Exception):

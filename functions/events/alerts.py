@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from tripwire.alert_rules import AlertRule
-from tripwire.config import CameraConfig
+from tripwire.camera_config import CameraConfig
 from tripwire.event_messages import FrameResult
 from tripwire.eventstore.tables import alert_state, alerts, events, results
 from tripwire.eventstore.writer import insert_ignore
@@ -134,7 +134,7 @@ class AlertRules:
         raised: list[RaisedAlert] = []
         frame = Frame.of(result)
         for index, rule in enumerate(self.rules):
-            if not rule.applies_to(result.camera):
+            if not rule.applies_to(result.camera) or not rule.reads(result.model.name):
                 continue
             zones = self._zones(rule, result.camera)
             found = match(rule, zones, frame)

@@ -14,11 +14,12 @@ from functions.events.metrics import EventsMetrics
 from functions.events.mqtt import MqttNotifier
 from functions.events.webhook import Webhook
 from functions.events.worker import EventsFunction
+from tripwire.broker_endpoint import resolve_broker
 from tripwire.brokers import open_broker
-from tripwire.config import load_config
+from tripwire.camera_config import load_config
 from tripwire.errors import StoreUnavailable
 from tripwire.eventstore import Store
-from tripwire.runtime import resolve_broker
+from tripwire.retry import log_retry, retry
 from tripwire.settings import EventsSettings
 
 log = logging.getLogger(__name__)
@@ -26,17 +27,31 @@ log = logging.getLogger(__name__)
 
 async def _migrated(store: Store, stop: asyncio.Event, retry_max_s: float) -> bool:
     """Upgrade the schema, waiting for a database that is not up yet; False if stopped."""
-    delay = 0.5
-    while not stop.is_set():
-        try:
-            await asyncio.to_thread(store.migrate)
-            return True
-        except StoreUnavailable as exc:
-            log.warning("events db not reachable yet (%s); retrying in %.1fs", exc, delay)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), delay)
-            delay = min(delay * 2, retry_max_s)
-    return False
+
+    async def wait(delay: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), delay)
+        if stop.is_set():
+            raise _Stopped
+
+    if stop.is_set():
+        return False
+    try:
+        await retry(
+            lambda: asyncio.to_thread(store.migrate),
+            first_s=0.5,
+            max_s=retry_max_s,
+            on_retry=log_retry(log, "events db not reachable yet"),
+            sleep=wait,
+            transient=StoreUnavailable,
+        )
+    except _Stopped:
+        return False
+    return True
+
+
+class _Stopped(Exception):
+    """Stopped while waiting for the database."""
 
 
 async def run_events(settings: EventsSettings) -> int:

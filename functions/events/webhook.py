@@ -15,9 +15,15 @@ from typing import Any
 
 import httpx
 
+from tripwire.errors import Unavailable
+from tripwire.retry import retry
 from tripwire.urls import redact
 
 log = logging.getLogger(__name__)
+
+
+class WebhookUnavailable(Unavailable):
+    """The receiver did not answer, or answered 5xx or 429: worth another attempt."""
 
 
 class Webhook:
@@ -44,34 +50,33 @@ class Webhook:
         self._queue.put_nowait(alert)
 
     async def _post(self, alert: dict[str, Any]) -> None:
-        delay = 0.5
-        for attempt in range(1, self.attempts + 1):
-            try:
-                response = await self._client.post(self.url, json=alert)
-                if response.status_code < 500 and response.status_code != 429:
-                    if response.is_success:
-                        self.delivered += 1
-                    else:  # a 4xx will not get better by retrying
-                        self.failed += 1
-                        log.warning(
-                            "webhook %s refused an alert: HTTP %d",
-                            redact(self.url),
-                            response.status_code,
-                        )
-                    return
-                problem = f"HTTP {response.status_code}"
-            except (httpx.HTTPError, httpx.InvalidURL) as exc:
-                problem = type(exc).__name__
-            if attempt < self.attempts:
-                await asyncio.sleep(delay)
-                delay *= 2
-        self.failed += 1
-        log.warning(
-            "webhook %s: alert not delivered after %d attempts (%s)",
-            redact(self.url),
-            self.attempts,
-            problem,
-        )
+        try:
+            await retry(
+                lambda: self._attempt(alert), first_s=0.5, max_s=30.0, attempts=self.attempts
+            )
+        except WebhookUnavailable as exc:
+            self.failed += 1
+            log.warning(
+                "webhook %s: alert not delivered after %d attempts (%s)",
+                redact(self.url),
+                self.attempts,
+                exc,
+            )
+
+    async def _attempt(self, alert: dict[str, Any]) -> None:
+        try:
+            response = await self._client.post(self.url, json=alert)
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            raise WebhookUnavailable(type(exc).__name__) from None
+        if response.status_code >= 500 or response.status_code == 429:
+            raise WebhookUnavailable(f"HTTP {response.status_code}")
+        if response.is_success:
+            self.delivered += 1
+        else:  # a 4xx will not get better by retrying
+            self.failed += 1
+            log.warning(
+                "webhook %s refused an alert: HTTP %d", redact(self.url), response.status_code
+            )
 
     async def _run(self) -> None:
         while True:

@@ -26,7 +26,7 @@ from functions.events.metrics import EventsMetrics
 from functions.events.mqtt import MqttNotifier
 from functions.events.webhook import Webhook
 from tripwire.brokers import Broker, Message
-from tripwire.config import CamerasFile
+from tripwire.camera_config import CamerasFile
 from tripwire.contract import Header, alerts_subject
 from tripwire.errors import BrokerError, ContractError, StoreError, StoreUnavailable
 from tripwire.event_messages import (
@@ -46,6 +46,7 @@ from tripwire.eventstore.writer import (
     record_results,
     record_status,
 )
+from tripwire.retry import retry
 from tripwire.settings import EventsSettings
 
 log = logging.getLogger(__name__)
@@ -198,26 +199,34 @@ class EventsFunction:
 
     async def _holding(self, parsed: Sequence[tuple[Message, Incoming]], op: Callable[[], T]) -> T:
         """Run ``op`` in a thread until the database takes it; hold the messages meanwhile."""
-        delay = self.settings.retry_backoff_s
-        while True:
-            try:
-                return await asyncio.to_thread(op)
-            except StoreUnavailable as exc:
-                self.counts.retries += 1
-                self.metrics.db_retries.inc()
-                if self.stopping:
-                    for message, _ in parsed:
-                        with contextlib.suppress(BrokerError):
-                            await message.nak()
-                    raise _Released from None
+
+        def on_retry(exc: BaseException, _attempt: int, wait_s: float) -> None:
+            self.counts.retries += 1
+            self.metrics.db_retries.inc()
+            if not self.stopping:
                 log.warning("events db unavailable, holding %d message(s), retry in %.1fs: %s",
-                            len(parsed), delay, exc)  # fmt: skip
+                            len(parsed), wait_s, exc)  # fmt: skip
+
+        async def hold(wait_s: float) -> None:
+            if self.stopping:
                 for message, _ in parsed:
                     with contextlib.suppress(BrokerError):
-                        await message.in_progress()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), delay)
-                delay = min(delay * 2, self.settings.retry_max_s)
+                        await message.nak()
+                raise _Released from None
+            for message, _ in parsed:
+                with contextlib.suppress(BrokerError):
+                    await message.in_progress()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), wait_s)
+
+        return await retry(
+            lambda: asyncio.to_thread(op),
+            first_s=self.settings.retry_backoff_s,
+            max_s=self.settings.retry_max_s,
+            on_retry=on_retry,
+            sleep=hold,
+            transient=StoreUnavailable,
+        )
 
     async def _announce(self, written: Written) -> None:
         for kind, camera, event_id, capture_ns in written.notices:

@@ -4,6 +4,6 @@
 (:mod:`functions.motion.pull`) reads a video source and feeds it frame by frame.
 """
 
-from functions.motion.detector import MotionDetector, MotionResult
+from functions.motion.gate import MotionDetector, MotionResult
 
 __all__ = ["MotionDetector", "MotionResult"]

@@ -63,7 +63,7 @@ import numpy.typing as npt
 
 from functions.motion.decode import Geometry, Gray, scale
 from functions.motion.regions import Regions
-from tripwire.config import MotionConfig
+from tripwire.camera_config import MotionConfig
 from tripwire.contract import Box
 
 Float = npt.NDArray[np.float32]

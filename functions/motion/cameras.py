@@ -31,10 +31,10 @@ from prometheus_client.registry import Collector
 
 from functions.motion.publisher import MotionPublisher, frame_meta
 from functions.motion.pull import Backoff, PullState, iter_pull
+from tripwire.broker_endpoint import connected_broker
 from tripwire.brokers import Broker
-from tripwire.config import CameraConfig, SourceConfig, load_config
+from tripwire.camera_config import CameraConfig, SourceConfig, load_config
 from tripwire.errors import BrokerError, ConfigError, TripwireError
-from tripwire.runtime import connected_broker
 from tripwire.settings import MotionSettings
 from tripwire.urls import redact
 

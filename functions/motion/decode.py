@@ -51,10 +51,6 @@ class Geometry:
         """(width, height) that a reduced JPEG decode by ``factor`` returns."""
         return -(-self.width // self.factor), -(-self.height // self.factor)
 
-    @property
-    def needs_resize(self) -> bool:
-        return self.decoded_size != (self.analysis_width, self.analysis_height)
-
 
 def geometry(width: int, height: int, analysis_height: int) -> Geometry:
     """Pick the reduced-decode factor and the analysis size for a frame of this size."""

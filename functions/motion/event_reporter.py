@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from functions.motion.detector import MotionResult
+from functions.motion.gate import MotionResult
 from tripwire.contract import Header, events_subject
 from tripwire.event_messages import CameraStatus, EventClosed, EventOpened, encode
 

@@ -18,12 +18,13 @@ import asyncio
 import json
 from collections.abc import Callable, Coroutine
 
-from functions.motion.detector import MotionResult
 from functions.motion.event_reporter import EventReporter, Outgoing
+from functions.motion.gate import MotionResult
 from tripwire import timeline
 from tripwire.brokers import Broker
 from tripwire.contract import WAKE_SUBJECT, FrameMeta, Header
 from tripwire.errors import BrokerError
+from tripwire.retry import retry
 
 
 def frame_meta(
@@ -97,15 +98,16 @@ class MotionPublisher:
         """Publish an event message durably, retrying a little; a lost one is recovered by
         the events function (results create the event, a missing close times out)."""
         subject, body, headers = message
-        for attempt in range(attempts):
-            try:
-                await self.broker.publish(subject, body, headers)
-                return
-            except BrokerError:
-                if attempt + 1 < attempts:
-                    await asyncio.sleep(0.5 * 2**attempt)
-        if self._on_event_message_failed is not None:
-            self._on_event_message_failed()
+        try:
+            await retry(
+                lambda: self.broker.publish(subject, body, headers),
+                first_s=0.5,
+                max_s=2.0,
+                attempts=attempts,
+            )
+        except BrokerError:
+            if self._on_event_message_failed is not None:
+                self._on_event_message_failed()
 
     async def drain(self) -> None:
         """Wait for the wakes and event messages in flight (before closing the broker)."""

@@ -26,7 +26,7 @@ from typing import Literal, NamedTuple
 
 import cv2
 
-from functions.motion.detector import MotionDetector, MotionResult
+from functions.motion.gate import MotionDetector, MotionResult
 from functions.motion.pacing import Pacer
 from functions.motion.probe import probe
 from functions.motion.sources import (
@@ -37,7 +37,7 @@ from functions.motion.sources import (
     SourceMissing,
     open_source,
 )
-from tripwire.config import CameraConfig
+from tripwire.camera_config import CameraConfig
 from tripwire.errors import FrameError
 from tripwire.urls import redact
 

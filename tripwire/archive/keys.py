@@ -7,6 +7,10 @@ camera-hour small and make a retention sweep a matter of prefixes::
 
     frames/<camera>/<YYYY-MM-DD>/<HH>/<capture_ns>-<seq>.jpg      (.png for PNG)
     detections/<camera>/<YYYY-MM-DD>/<HH>/<capture_ns>-<seq>.json
+    detections/<camera>/<YYYY-MM-DD>/<HH>/<capture_ns>-<seq>.<model>.json   (a named model)
+
+A frame is one object whatever number of models read it; each named model's detections of
+it are their own object beside it, so one listing of a camera-hour shows them together.
 
 The same rules hold on every backend, so a key that works on the local folder works on S3
 and back: a key is ``/``-separated segments of ``A-Z a-z 0-9 . _ = -``, none empty and none
@@ -58,9 +62,13 @@ def frame_key(camera: str, capture_ns: int, seq: int, content_type: str) -> str:
     return f"{FRAMES_PREFIX}{_partition(camera, capture_ns, seq)}.{ext}"
 
 
-def detections_key(camera: str, capture_ns: int, seq: int) -> str:
-    """``detections/<camera>/<YYYY-MM-DD>/<HH>/<capture_ns>-<seq>.json`` (UTC)."""
-    return f"{DETECTIONS_PREFIX}{_partition(camera, capture_ns, seq)}.json"
+def detections_key(camera: str, capture_ns: int, seq: int, model: str | None = None) -> str:
+    """``detections/<camera>/<YYYY-MM-DD>/<HH>/<capture_ns>-<seq>[.<model>].json`` (UTC);
+    ``model``: a named model of the models section (None: the one default model)."""
+    suffix = f".{model}" if model else ""
+    if model is not None and not _SEGMENT_RE.match(model):
+        raise ContractError(f"model name {model!r} cannot be part of an archive key")
+    return f"{DETECTIONS_PREFIX}{_partition(camera, capture_ns, seq)}{suffix}.json"
 
 
 def check_key(key: str) -> str:

@@ -15,7 +15,6 @@ import builtins
 import io
 import logging
 import os
-import random
 import ssl
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -24,7 +23,7 @@ from typing import TypeVar
 import urllib3
 from minio import Minio
 from minio.commonconfig import ENABLED, Filter
-from minio.error import InvalidResponseError, S3Error, ServerError
+from minio.error import InvalidResponseError, MinioException, S3Error, ServerError
 from minio.lifecycleconfig import Expiration, LifecycleConfig, Rule
 from urllib3.exceptions import ProtocolError
 from urllib3.exceptions import TimeoutError as Urllib3Timeout
@@ -39,6 +38,7 @@ from tripwire.archive.keys import (
 )
 from tripwire.archive.settings import S3Settings
 from tripwire.errors import ArchiveError, ArchiveUnavailable
+from tripwire.retry import log_retry, retry
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,8 @@ _UNSUPPORTED_CODES = frozenset({"NotImplemented", "MethodNotAllowed"})
 # single PUT simply overwrites, where a failed multipart upload would leave parts behind.
 _SINGLE_PUT_BYTES = 64 * 1024 * 1024
 _MAX_BACKOFF_S = 5.0
+# What the minio client and its urllib3 pool raise; anything else is a bug and propagates.
+_CLIENT_ERRORS = (MinioException, urllib3.exceptions.HTTPError, OSError)
 RULE_IDS = {
     FRAMES_PREFIX: "tripwire-frames-expiry",
     DETECTIONS_PREFIX: "tripwire-detections-expiry",
@@ -223,27 +225,35 @@ class S3Archive:
             raise ArchiveError(f"{self._where(key)}: {what}: the archive is closed")
         loop = asyncio.get_running_loop()
         started = loop.time()
-        delay = self._backoff_s
-        attempt = 0
-        while True:
-            attempt += 1
+        attempts = 0
+
+        async def attempt() -> T:
+            nonlocal attempts
+            attempts += 1
             try:
                 return await loop.run_in_executor(self._pool, fn)
-            except Exception as exc:
+            except _CLIENT_ERRORS as exc:
                 text = self._scrub(f"{self._where(key)}: {what}: {_describe(exc)}")
                 if not is_transient(exc):
                     if isinstance(exc, S3Error) and exc.code == "NoSuchBucket":
                         text += " (ensure() creates it; was it deleted?)"
                     raise ArchiveError(text) from exc
-                elapsed = loop.time() - started
-                remaining = self._max_s - elapsed
-                if attempt >= self._attempts or remaining <= 0:
-                    raise ArchiveUnavailable(
-                        f"{text} (gave up after {attempt} attempt(s) in {elapsed:.1f}s)"
-                    ) from exc
-                log.debug("%s; retry %d in %.2fs", text, attempt, delay)
-                await asyncio.sleep(min(delay * random.uniform(0.8, 1.2), remaining))
-                delay = min(delay * 2, _MAX_BACKOFF_S)
+                raise ArchiveUnavailable(text) from exc
+
+        try:
+            return await retry(
+                attempt,
+                first_s=self._backoff_s,
+                max_s=_MAX_BACKOFF_S,
+                deadline_s=self._max_s,
+                attempts=self._attempts,
+                on_retry=log_retry(log, what, logging.DEBUG),
+            )
+        except ArchiveUnavailable as exc:
+            elapsed = loop.time() - started
+            raise ArchiveUnavailable(
+                f"{exc} (gave up after {attempts} attempt(s) in {elapsed:.1f}s)"
+            ) from exc.__cause__
 
     def _ensure_bucket(self) -> None:
         if self._client.bucket_exists(self.bucket):

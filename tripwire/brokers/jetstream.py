@@ -1,11 +1,21 @@
-"""NATS JetStream adapter: motion frames in a work-queue stream, pulled by one durable consumer.
+"""NATS JetStream adapter: motion frames in an interest stream, one durable consumer per model.
 
-Three streams are declared on connect: motion (work queue: a frame lives until the detector
-acks it), results (detections, alerts, event open/close, wake; limits retention) and dead
-letters. The consumer's lag (waiting + unacked) is exactly what the KEDA NATS JetStream
-scaler reads. The ``events`` feed is a second durable consumer, on the results stream,
-filtered to detections and event messages: the events function reads it.
-``subscribe`` is a plain core NATS subscription: a JetStream publish reaches it as well.
+Three streams are declared on connect: motion (interest retention: a frame lives until every
+model that serves its camera has acked it), results (detections, alerts, event open/close,
+wake; limits retention) and dead letters. Each model reads the motion stream through its own
+durable pull consumer (:mod:`tripwire.brokers.routes`; ``detector`` for the default model),
+so every model sees every frame once; with one model this is exactly a work queue. A
+consumer's lag (waiting + unacked) is what the KEDA NATS JetStream scaler reads.
+
+What bounds the motion stream: ``stream_max_bytes``, ``stream_max_age_s`` and
+``stream_max_msgs``. With the one default model (no models section) the stream discards new
+frames when full (the gateway answers 503: back-pressure, nothing queued is lost); with named
+models it discards the oldest, so that one stalled model cannot stop the others: its backlog
+is held up to those bounds and beyond them it loses its oldest frames (the others acked them
+long ago).
+
+The ``events`` feed is a durable consumer on the results stream, filtered to detections and
+event messages: the events function reads it. ``subscribe`` is a plain core NATS subscription.
 """
 
 from __future__ import annotations
@@ -14,31 +24,25 @@ import asyncio
 import contextlib
 import logging
 import random
-import re
-from collections.abc import AsyncIterator, Mapping
-from typing import Any, Literal
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any
 
 import nats.errors
 import nats.js.errors
 from nats.aio.client import Client, Server
 from nats.js import JetStreamContext, api
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tripwire import contract
 from tripwire.brokers.jetstream_message import JetStreamMessage, visible
 from tripwire.brokers.protocol import Feed, Message, TransientMessage
+from tripwire.brokers.routes import DEFAULT_ROUTES, MotionRoute, pick
+from tripwire.brokers.settings import NatsSettings
 from tripwire.contract import Header
-from tripwire.embedded_nats import MAX_PAYLOAD
 from tripwire.errors import BrokerError, BrokerUnavailable, PayloadTooLarge, PublishTimeout
+from tripwire.retry import retry
 from tripwire.urls import redact, scrub
 
 log = logging.getLogger(__name__)
-
-KiB = 1024
-MiB = 1024 * KiB
-GiB = 1024 * MiB
-TiB = 1024 * GiB
-DAY_S = 86_400.0
 
 # JetStream's dedup header; the contract's Tripwire-Id is copied into it.
 NATS_MSG_ID = "Nats-Msg-Id"
@@ -47,9 +51,6 @@ NATS_MSG_ID = "Nats-Msg-Id"
 _ERR_STREAM_NAME_IN_USE = 10058  # exists with a different config: update it instead
 _ERR_MSG_TOO_BIG = 10054  # message size exceeds the stream's max_msg_size
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-# Dot-separated non-empty tokens; '*' only as a whole token, '>' only as the whole last one.
-_SUBJECT_RE = re.compile(r"^(?:(?:[^.\s*>]+|\*)\.)*(?:[^.\s*>]+|\*|>)$")
 _UNAVAILABLE = (
     nats.errors.ConnectionClosedError,
     nats.errors.ConnectionReconnectingError,
@@ -65,73 +66,8 @@ _UNAVAILABLE = (
 )
 
 
-class NatsSettings(BaseModel):
-    """Streams, consumer and reconnect policy of the NATS JetStream adapter."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    stream: str = Field("TRIPWIRE_MOTION", description="work-queue stream of motion frames")
-    subjects: list[str] = Field(
-        default_factory=lambda: [f"{contract.MOTION_PREFIX}.>"],
-        min_length=1,
-        description="subjects the motion stream captures",
-    )
-    storage: Literal["file", "memory"] = Field("file", description="memory loses all on restart")
-    replicas: int = Field(1, ge=1, le=5, description="stream replicas (NATS cluster only)")
-    stream_max_bytes: int = Field(2 * GiB, ge=MiB, le=TiB, description="full: publish is 503")
-    stream_max_age_s: float = Field(3600, gt=0, le=30 * DAY_S, description="drop older frames")
-    max_msg_bytes: int = Field(MAX_PAYLOAD, ge=KiB, le=64 * MiB, description="largest frame")
-    duplicate_window_s: float = Field(120, gt=0, le=DAY_S, description="Tripwire-Id dedup window")
-    durable: str = Field("detector", description="durable pull consumer shared by detectors")
-    events_durable: str = Field(
-        "events", description="durable consumer of the events function on the results stream"
-    )
-    ack_wait_s: float = Field(30, ge=1, le=3600, description="redeliver if unacked this long")
-    max_ack_pending: int = Field(1000, ge=1, le=1_000_000, description="frames in flight, max")
-    results_stream: str = Field(
-        "TRIPWIRE_RESULTS", description="detections, alerts, event open/close, wake"
-    )
-    results_subjects: list[str] = Field(
-        default_factory=lambda: [
-            f"{contract.DETECTIONS_PREFIX}.>",
-            f"{contract.ALERTS_PREFIX}.>",
-            f"{contract.EVENTS_PREFIX}.>",
-            contract.WAKE_SUBJECT,
-        ],
-        min_length=1,
-        description="subjects the results stream captures",
-    )
-    results_max_bytes: int = Field(GiB, ge=MiB, le=TiB, description="results stream size")
-    results_max_age_s: float = Field(DAY_S, gt=0, le=365 * DAY_S, description="keep results")
-    dead_stream: str = Field("TRIPWIRE_DEAD", description="stream of dead-lettered messages")
-    dead_prefix: str = Field(contract.DEAD_PREFIX, description="subject S dies to <prefix>.S")
-    dead_max_bytes: int = Field(GiB, ge=MiB, le=TiB, description="dead-letter stream size")
-    dead_max_age_s: float = Field(7 * DAY_S, gt=0, le=365 * DAY_S, description="keep dead")
-    reconnect_wait_s: float = Field(0.5, gt=0, le=60, description="first retry delay, doubling")
-    reconnect_max_wait_s: float = Field(10, gt=0, le=600, description="retry delay cap")
-
-    @model_validator(mode="after")
-    def _check(self) -> NatsSettings:
-        names = (
-            self.stream, self.results_stream, self.dead_stream, self.durable, self.events_durable
-        )  # fmt: skip
-        for name in names:
-            if not _NAME_RE.match(name):
-                raise ValueError(f"name {name!r}: use 1-64 of A-Z, a-z, 0-9, '_' or '-'")
-        if len(set(names[:3])) != 3:
-            raise ValueError("stream, results_stream and dead_stream must differ")
-        for subject in [*self.subjects, *self.results_subjects, f"{self.dead_prefix}.>"]:
-            if not _SUBJECT_RE.match(subject):
-                raise ValueError(f"subject {subject!r} is not a valid NATS subject")
-        if "*" in self.dead_prefix or ">" in self.dead_prefix:
-            raise ValueError("dead_prefix must not contain wildcards")
-        # nats-server refuses a dedup window longer than the stream's max age.
-        ages = (self.stream_max_age_s, self.results_max_age_s, self.dead_max_age_s)
-        if self.duplicate_window_s > min(ages):
-            raise ValueError("duplicate_window_s must not exceed any stream's max age")
-        if self.reconnect_wait_s > self.reconnect_max_wait_s:
-            raise ValueError("reconnect_wait_s must not exceed reconnect_max_wait_s")
-        return self
+# What nats-py raises; anything else is a bug of ours and propagates as itself.
+_NATS_ERRORS = (nats.errors.Error, OSError)
 
 
 def _describe(exc: BaseException) -> str:
@@ -153,9 +89,18 @@ class JetStreamBroker:
         connect_timeout_s: float,
         publish_timeout_s: float,
         feed: Feed = "motion",
+        routes: Sequence[MotionRoute] | None = None,
+        model: str | None = None,
     ) -> None:
         self.settings = settings
         self.feed = feed
+        # Routes given: this process knows the models (it loaded the config) and declares
+        # every model's consumer and the motion stream's discard policy. Not given: the
+        # default route only, declared when the stream has no consumer yet.
+        self._routes_given = bool(routes)
+        self._declares_none = routes is not None and not routes  # () : a listener only
+        self._routes = tuple(routes) if routes else DEFAULT_ROUTES
+        self.route = pick(self._routes, model)
         # What fetch and depth read: the motion stream's detector consumer, or the events
         # function's consumer of detections and event messages on the results stream.
         if feed == "events":
@@ -164,8 +109,11 @@ class JetStreamBroker:
                 f"{contract.DETECTIONS_PREFIX}.>",
                 f"{contract.EVENTS_PREFIX}.>",
             ]
+        elif self.route is None:  # publishes only: several models, none named
+            self._stream, self._durable, self._filters = settings.stream, "", None
         else:
-            self._stream, self._durable, self._filters = settings.stream, settings.durable, None
+            self._stream, self._filters = settings.stream, self._camera_filters(self.route)
+            self._durable = self.route.name(settings.durable, "-")
         self._url = url
         self._connect_timeout_s = connect_timeout_s
         self._publish_timeout_s = publish_timeout_s
@@ -199,30 +147,32 @@ class JetStreamBroker:
         await self.close()  # a client still reconnecting on its own is replaced, not leaked
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._connect_timeout_s
-        delay = self.settings.reconnect_wait_s
         attempts = 0
-        while True:
+
+        async def attempt() -> None:
+            nonlocal attempts
             attempts += 1
-            try:
-                await self._attempt(deadline - loop.time())
-                break
-            except BrokerUnavailable as exc:
-                last = str(exc)
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise BrokerUnavailable(
-                    f"nats {redact(self._url)}: not reachable after {attempts} attempt(s) in "
-                    f"{self._connect_timeout_s:g}s; last error: {last}"
-                )
-            await asyncio.sleep(min(delay * random.uniform(0.8, 1.2), remaining))
-            delay = min(delay * 2, self.settings.reconnect_max_wait_s)
+            await self._attempt(max(deadline - loop.time(), 0.05))
+
+        try:
+            await retry(
+                attempt,
+                first_s=self.settings.reconnect_wait_s,
+                max_s=self.settings.reconnect_max_wait_s,
+                deadline_s=self._connect_timeout_s,
+            )
+        except BrokerUnavailable as exc:
+            raise BrokerUnavailable(
+                f"nats {redact(self._url)}: not reachable after {attempts} attempt(s) in "
+                f"{self._connect_timeout_s:g}s; last error: {exc}"
+            ) from None
         log.info("nats %s connected (stream %s)", redact(self._url), self.settings.stream)
 
     async def _attempt(self, budget: float) -> None:
         """Connect once and declare the streams; BrokerUnavailable means try again."""
         try:
             nc = await self._open(budget)
-        except Exception as exc:
+        except (OSError, TimeoutError, nats.errors.Error) as exc:  # refused, TLS, auth, ...
             raise BrokerUnavailable(scrub(_describe(exc), self._url)) from None
         self._nc, self._js, self._sub = nc, nc.jetstream(timeout=self._publish_timeout_s), None
         try:
@@ -294,10 +244,13 @@ class JetStreamBroker:
 
     async def _declare_streams(self) -> None:
         s = self.settings
-        # discard=new on motion: a full stream refuses frames (the gateway answers 503)
-        # instead of silently dropping frames already queued.
+        # The default model: discard=new, a full stream refuses frames (the gateway answers
+        # 503) instead of silently dropping frames already queued. Named models: discard=old,
+        # so that a stalled model loses its oldest frames instead of stopping every model.
+        named = any(not route.default for route in self._routes)
+        discard = api.DiscardPolicy.OLD if named else api.DiscardPolicy.NEW
         streams = [
-            (s.stream, s.subjects, api.RetentionPolicy.WORK_QUEUE, api.DiscardPolicy.NEW,
+            (s.stream, s.subjects, api.RetentionPolicy.INTEREST, discard,
              s.stream_max_bytes, s.stream_max_age_s, s.max_msg_bytes),
             (s.results_stream, s.results_subjects, api.RetentionPolicy.LIMITS,
              api.DiscardPolicy.OLD, s.results_max_bytes, s.results_max_age_s, -1),
@@ -312,12 +265,33 @@ class JetStreamBroker:
                 discard=discard,
                 max_bytes=max_bytes,
                 max_age=max_age,
+                max_msgs=s.stream_max_msgs if name == s.stream else -1,
                 max_msg_size=max_msg_size,
                 storage=api.StorageType(s.storage),
                 num_replicas=s.replicas,
                 duplicate_window=s.duplicate_window_s,
             )
-            await self._ensure_stream(config)
+            # Without routes this process does not know the models: it leaves an existing
+            # motion stream's discard policy as the processes that know them declared it.
+            keep = name == s.stream and not self._routes_given
+            await self._ensure_stream(config, keep_discard=keep)
+        await self._declare_consumers()
+
+    async def _declare_consumers(self) -> None:
+        """Every model's consumer, before any frame is published: in an interest stream a
+        frame that no consumer wants is not stored."""
+        js, s = self._jetstream(), self.settings
+        if self._declares_none:
+            return
+        try:
+            if not self._routes_given:
+                info = await js.stream_info(s.stream)
+                if info.state.consumer_count:
+                    return
+            for route in self._routes:
+                await js.add_consumer(s.stream, self._motion_consumer_config(route))
+        except _NATS_ERRORS as exc:
+            raise self.wrap(exc, f"declare the consumers of {s.stream}") from exc
 
     async def _redeclare(self) -> None:
         try:
@@ -326,10 +300,10 @@ class JetStreamBroker:
                 await self._jetstream().add_consumer(self._stream, self._consumer_config())
         except BrokerError as exc:
             log.warning("%s", exc)
-        except Exception as exc:
+        except _NATS_ERRORS as exc:
             log.warning("%s", self.wrap(exc, "re-declare after reconnect"))
 
-    async def _ensure_stream(self, config: api.StreamConfig) -> None:
+    async def _ensure_stream(self, config: api.StreamConfig, *, keep_discard: bool = False) -> None:
         js = self._jetstream()
         try:
             try:
@@ -337,9 +311,35 @@ class JetStreamBroker:
             except nats.js.errors.BadRequestError as exc:
                 if exc.err_code != _ERR_STREAM_NAME_IN_USE:
                     raise
-                await js.update_stream(config)
-        except Exception as exc:
+                await self._update_stream(js, config, keep_discard)
+        except BrokerError:
+            raise
+        except _NATS_ERRORS as exc:
             raise self.wrap(exc, f"declare stream {config.name}") from exc
+
+    async def _update_stream(
+        self, js: JetStreamContext, config: api.StreamConfig, keep_discard: bool
+    ) -> None:
+        """Update in place; a motion stream of the work-queue days (retention cannot change)
+        is replaced when it is empty, else the operator is told what to do."""
+        name = config.name or ""
+        current = await js.stream_info(name)
+        if keep_discard:
+            config.discard = current.config.discard
+        if current.config.retention == config.retention:
+            await js.update_stream(config)
+            return
+        if current.state.messages:
+            raise BrokerError(
+                f"nats stream {config.name} has {current.config.retention} retention and "
+                f"{current.state.messages} frames; let the detector drain it, then delete it "
+                f"(nats stream rm {config.name}) so that it is declared with "
+                f"{config.retention} retention"
+            )
+        log.warning("replacing the empty stream %s (retention %s -> %s)", config.name,
+                    current.config.retention, config.retention)  # fmt: skip
+        await js.delete_stream(name)
+        await js.add_stream(config)
 
     def _jetstream(self) -> JetStreamContext:
         if self._js is None or self._nc is None or self._nc.is_closed:
@@ -383,10 +383,12 @@ class JetStreamBroker:
                 f"nats {redact(self._url)}: publish {subject}: no ack within "
                 f"{self._publish_timeout_s:g}s"
             ) from exc
-        except Exception as exc:
+        except _NATS_ERRORS as exc:
             raise self.wrap(exc, f"publish {subject}") from exc
 
     def _consumer_config(self) -> api.ConsumerConfig:
+        if self.feed == "motion" and self.route is not None:
+            return self._motion_consumer_config(self.route)
         s = self.settings
         return api.ConsumerConfig(
             name=self._durable,
@@ -398,17 +400,46 @@ class JetStreamBroker:
             max_deliver=-1,  # unlimited: the detector dead-letters by delivery count itself
         )
 
+    def _camera_filters(self, route: MotionRoute) -> list[str] | None:
+        """The subjects of the cameras ``route`` serves, under the stream's own subjects
+        (``tripwire.motion.>`` -> ``tripwire.motion.cam-1``); None = every frame."""
+        if not route.cameras:
+            return None
+        bases = [subject[:-1] for subject in self.settings.subjects if subject.endswith(".>")]
+        return [base + camera for base in bases for camera in route.cameras] or None
+
+    def _motion_consumer_config(self, route: MotionRoute) -> api.ConsumerConfig:
+        """A model's consumer. A named model added later starts from new frames, not from
+        what the stream holds for the others; the default one keeps today's start (all)."""
+        s = self.settings
+        durable = route.name(s.durable, "-")
+        return api.ConsumerConfig(
+            name=durable,
+            durable_name=durable,
+            filter_subjects=self._camera_filters(route),
+            deliver_policy=api.DeliverPolicy.ALL if route.default else api.DeliverPolicy.NEW,
+            ack_policy=api.AckPolicy.EXPLICIT,
+            ack_wait=s.ack_wait_s,
+            max_ack_pending=s.max_ack_pending,
+            max_deliver=-1,  # unlimited: the detector dead-letters by delivery count itself
+        )
+
     async def _consumer(self) -> JetStreamContext.PullSubscription:
         """The durable pull consumer, created (or updated) on first use."""
         if self._sub is not None:
             return self._sub
+        if not self._durable:
+            raise BrokerError(
+                f"nats {self._stream}: {len(self._routes)} models read it; name the model whose "
+                "frames to fetch or measure (open_broker(..., model=NAME))"
+            )
         js, stream, durable = self._jetstream(), self._stream, self._durable
         async with self._consumer_lock:
             if self._sub is None:
                 try:
                     await js.add_consumer(stream, self._consumer_config())
                     self._sub = await js.pull_subscribe_bind(durable=durable, stream=stream)
-                except Exception as exc:
+                except _NATS_ERRORS as exc:
                     raise self.wrap(exc, f"create consumer {stream}/{durable}") from exc
             return self._sub
 
@@ -423,7 +454,7 @@ class JetStreamBroker:
             msgs = await sub.fetch(batch=max(1, max_messages), timeout=max(timeout, 0.01))
         except TimeoutError:
             return []
-        except Exception as exc:
+        except _NATS_ERRORS as exc:
             raise self.wrap(exc, f"fetch from {self._stream}") from exc
         return [JetStreamMessage(self, m) for m in msgs]
 
@@ -436,7 +467,7 @@ class JetStreamBroker:
             info = await self._jetstream().consumer_info(
                 stream, durable, timeout=self._publish_timeout_s
             )
-        except Exception as exc:
+        except _NATS_ERRORS as exc:
             raise self.wrap(exc, f"consumer info {stream}/{durable}") from exc
         return (info.num_pending or 0) + (info.num_ack_pending or 0)
 
@@ -451,7 +482,7 @@ class JetStreamBroker:
             raise BrokerUnavailable(f"nats {redact(self._url)}: subscribe {subject}: not connected")
         try:
             sub = await nc.subscribe(subject)
-        except Exception as exc:
+        except _NATS_ERRORS as exc:
             raise self.wrap(exc, f"subscribe {subject}") from exc
         try:
             # nats-py ends this iterator when the client closes.

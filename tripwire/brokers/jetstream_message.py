@@ -6,9 +6,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Mapping
 from typing import TYPE_CHECKING
 
+import nats.errors
 from nats.aio.msg import Msg
 
-from tripwire.contract import Header
+from tripwire.contract import Header, dead_reason
 
 if TYPE_CHECKING:
     from tripwire.brokers.jetstream import JetStreamBroker
@@ -43,7 +44,7 @@ class JetStreamMessage:
         # between means a redelivery and at worst a second dead letter (deduplicated by
         # Tripwire-Id within the window), never a lost one.
         headers = dict(self.headers)
-        headers[Header.DEAD_REASON] = " ".join(reason.split())[:256] or "unspecified"
+        headers[Header.DEAD_REASON] = dead_reason(reason)
         headers[Header.DEAD_SUBJECT] = self.subject
         dead_subject = f"{self._broker.settings.dead_prefix}.{self.subject}"
         await self._broker.publish(dead_subject, self.body, headers)
@@ -52,5 +53,5 @@ class JetStreamMessage:
     async def _settle(self, what: str, op: Awaitable[None]) -> None:
         try:
             await op
-        except Exception as exc:
+        except (nats.errors.Error, OSError) as exc:  # what nats-py raises; a bug propagates
             raise self._broker.wrap(exc, f"{what} {self.subject}") from exc

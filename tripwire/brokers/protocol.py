@@ -91,7 +91,14 @@ class Broker(Protocol):
         ...
 
     async def fetch(self, max_messages: int, timeout: float) -> list[Message]:  # noqa: ASYNC109
-        """Up to ``max_messages`` motion messages, waiting at most ``timeout`` s for the first."""
+        """Up to ``max_messages`` motion messages, waiting at most ``timeout`` s for the first.
+
+        The consuming call, rather than an async iterator of messages: a detector waits for
+        its first frame, then gives the rest of its batch a few milliseconds, and it stops
+        between batches. An async generator cannot be awaited with a timeout without being
+        closed, so each wait is a bounded ``fetch``; :meth:`subscribe`, which has neither
+        batches nor deadlines, is the iterator.
+        """
         ...
 
     async def depth(self) -> int:
@@ -140,10 +147,3 @@ class TransientMessage:
 
     async def in_progress(self) -> None:
         """No-op: there is no ack deadline."""
-
-
-async def messages(broker: Broker, *, batch: int = 16, wait: float = 1.0) -> AsyncIterator[Message]:
-    """Consume forever as an async iterator of ackable messages (``wait``: each fetch's bound)."""
-    while True:
-        for message in await broker.fetch(batch, wait):
-            yield message

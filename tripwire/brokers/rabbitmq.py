@@ -2,11 +2,11 @@
 
 Threading: none. pika's ``AsyncioConnection`` adapter runs the AMQP protocol on the
 caller's event loop (non-blocking sockets; callbacks become futures in ``rabbitmq_link``),
-so nothing here blocks the loop; the one blocking call, the management API's HTTP GET,
-runs in a worker thread. We chose this over a ``BlockingConnection`` in a dedicated thread
+so nothing here blocks the loop, and the management API's depth query is an httpx
+request on the same loop. We chose this over a ``BlockingConnection`` in a dedicated thread
 because a blocking channel waits for each publisher confirm in turn and cannot give up on
 one without wedging its thread: here many publishes are in flight on one channel, each
-awaits its own confirm (``rabbitmq_confirms``), a confirm that never comes is a clean
+awaits its own confirm (``rabbitmq_link.Confirms``), a confirm that never comes is a clean
 :class:`~tripwire.errors.PublishTimeout`, and there are no locks or cross-thread hand-offs.
 A broker belongs to the event loop that called :meth:`RabbitBroker.connect`.
 
@@ -16,6 +16,15 @@ Topology, declared by ``connect`` (and again after every reconnect)::
                                              x-overflow, x-dead-letter-exchange)
                      --tripwire.detections.#, tripwire.events.#--> tripwire.events (same)
     tripwire.dlx (topic) --#--> tripwire.dead
+
+With several models (:mod:`tripwire.brokers.routes`) each model has its own queue,
+``tripwire.motion.<model>``, bound with ``tripwire.motion.#`` (or its cameras' keys), with the
+same dead-letter exchange and ``x-max-length``: the exchange copies every frame into each. Its
+overflow is ``drop-head``: a stalled model's queue keeps its newest ``max_length`` frames
+(the oldest are dead-lettered) instead of refusing publishes, which would stop every model.
+(Queue arguments cannot change, so a named model's queue is drop-head even while it is the
+only one; the default model's queue keeps ``overflow``.)
+A queue declared later (a new model) starts with the frames published from then on.
 
 Every connection declares the events queue too, so results and event messages are kept for
 the events function even while it is down; its ``feed="events"`` adapter consumes it.
@@ -30,6 +39,11 @@ broker pushes up to ``prefetch`` deliveries ahead, so ``fetch`` costs no round t
 message and no polling; what sits in the buffer is unacked and counts in ``depth``.
 
 ``subscribe`` listens on a third connection, through temporary queues (``rabbitmq_listen``).
+
+Reading order: :class:`RabbitBroker` (the Protocol's methods, then publishing, consuming
+and plumbing), :class:`RabbitMessage` (a delivery that settles itself through its broker),
+:class:`_Management` (depth over HTTP). pika's callbacks turned into awaitables (the
+connection, channel RPCs, publisher confirms) are ``rabbitmq_link``.
 """
 
 from __future__ import annotations
@@ -40,99 +54,38 @@ import functools
 import logging
 import os
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import Any, Literal
-from urllib.parse import urlsplit
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
+import httpx
 import pika
 from pika import exceptions as pika_errors
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tripwire.brokers.protocol import Feed, Message
-from tripwire.brokers.rabbitmq_confirms import Confirms, topic_matches
-from tripwire.brokers.rabbitmq_link import Link, Lost, Ready, describe
+from tripwire.brokers.rabbitmq_link import (
+    Confirms,
+    Link,
+    Lost,
+    PendingPublish,
+    Ready,
+    describe,
+    headers_from_amqp,
+)
 from tripwire.brokers.rabbitmq_listen import Listeners
-from tripwire.brokers.rabbitmq_management import Management
-from tripwire.brokers.rabbitmq_message import RabbitMessage, headers_from_amqp
-from tripwire.contract import DETECTIONS_PREFIX, EVENTS_PREFIX, Header
+from tripwire.brokers.routes import DEFAULT_ROUTES, MotionRoute, pick
+from tripwire.brokers.settings import RabbitSettings
+from tripwire.contract import DETECTIONS_PREFIX, EVENTS_PREFIX, Header, dead_reason
 from tripwire.errors import BrokerError, BrokerUnavailable, ConfigError
-from tripwire.urls import redact
+from tripwire.urls import redact, scrub
 
 log = logging.getLogger(__name__)
 
 
-class RabbitSettings(BaseModel):
-    """Exchange, queues and limits on RabbitMQ (``TRIPWIRE_BROKER__RABBITMQ__*``)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    exchange: str = Field(
-        "tripwire", min_length=1, max_length=255, description="durable topic exchange for all"
-    )
-    queue: str = Field(
-        "tripwire.motion", min_length=1, max_length=255, description="queue the detector reads"
-    )
-    binding_key: str = Field(
-        "tripwire.motion.#", min_length=1, max_length=255, description="motion queue binding"
-    )
-    events_queue: str | None = Field(
-        None,
-        min_length=1,
-        max_length=255,
-        description="queue the events function reads (detections, event messages); "
-        "unset = <exchange>.events",
-    )
-    events_max_length: int = Field(
-        100_000, ge=1, le=100_000_000, description="x-max-length of the events queue"
-    )
-    queue_type: Literal["quorum", "classic"] = Field(
-        "quorum", description="quorum: replicated, counts deliveries (x-delivery-count)"
-    )
-    dead_letter_exchange: str = Field(
-        "tripwire.dlx", min_length=1, max_length=255, description="topic exchange for dead letters"
-    )
-    dead_letter_queue: str = Field(
-        "tripwire.dead", min_length=1, max_length=255, description="bound to the DLX with #"
-    )
-    max_length: int = Field(
-        10_000, ge=1, le=100_000_000, description="x-max-length (a quorum queue may take one more)"
-    )
-    overflow: Literal["reject-publish", "drop-head", "reject-publish-dlx"] = Field(
-        "reject-publish", description="when full: reject-publish fails the publish (edge 503s)"
-    )
-    delivery_limit: int | None = Field(
-        None, ge=1, le=10_000, description="quorum x-delivery-limit, then dead-letter; unset = none"
-    )
-    prefetch: int = Field(32, ge=1, le=65_535, description="unacked deliveries a consumer holds")
-    heartbeat_s: int = Field(30, ge=0, le=600, description="AMQP heartbeat seconds; 0 = off")
-    max_backoff_s: float = Field(5.0, gt=0, le=300, description="longest wait between reconnects")
-    management_url: str | None = Field(
-        None, description="management API; unset = http://<amqp host>:15672, AMQP credentials"
-    )
-    management_timeout_s: float = Field(5.0, gt=0, le=60, description="depth query HTTP timeout")
-
-    @model_validator(mode="after")
-    def _combinations(self) -> RabbitSettings:
-        if self.queue_type == "quorum" and self.overflow == "reject-publish-dlx":
-            raise ValueError("quorum queues do not support overflow reject-publish-dlx")
-        if self.delivery_limit is not None and self.queue_type != "quorum":
-            raise ValueError("delivery_limit (x-delivery-limit) needs queue_type quorum")
-        if self.queue == self.dead_letter_queue or self.exchange == self.dead_letter_exchange:
-            raise ValueError("the dead-letter exchange and queue must differ from the main ones")
-        if self.events_queue_name in {self.queue, self.dead_letter_queue}:
-            raise ValueError("events_queue must differ from the motion and dead-letter queues")
-        scheme = urlsplit(self.management_url).scheme if self.management_url else "http"
-        if scheme not in {"http", "https"}:
-            raise ValueError("management_url must start with http:// or https://")
-        return self
-
-    @property
-    def events_queue_name(self) -> str:
-        return self.events_queue or f"{self.exchange}.events"
-
-
 # What the events queue is bound with: results and the edge's event messages.
 EVENTS_BINDINGS = (f"{DETECTIONS_PREFIX}.#", f"{EVENTS_PREFIX}.#")
+MANAGEMENT_PORT = 15672
 
 
 class RabbitBroker:
@@ -148,6 +101,8 @@ class RabbitBroker:
         connect_timeout_s: float,
         publish_timeout_s: float,
         feed: Feed = "motion",
+        routes: Sequence[MotionRoute] | None = None,
+        model: str | None = None,
     ) -> None:
         parts = urlsplit(url)
         if parts.username and parts.password is None:
@@ -160,10 +115,21 @@ class RabbitBroker:
         self._url = url
         self._settings = settings
         self.feed = feed
-        # The queue fetch and depth read.
-        self._queue = settings.events_queue_name if feed == "events" else settings.queue
+        # Routes given: this process knows the models and declares every model's queue.
+        # None: the default queue, except for the events feed, which needs none.
+        self._routes: tuple[MotionRoute, ...] = tuple(routes) if routes else DEFAULT_ROUTES
+        # () : a listener only (declares no motion queue).
+        self._declared = (
+            tuple(routes) if routes is not None else self._routes if feed == "motion" else ()
+        )
+        self.route = pick(self._routes, model)
+        # The queue fetch and depth read ("" for a publisher of several models' frames).
+        if feed == "events":
+            self._queue = settings.events_queue_name
+        else:
+            self._queue = self.route.name(settings.queue, ".") if self.route else ""
         self._connect_timeout_s = connect_timeout_s
-        self._management = Management(
+        self._management = _Management(
             url,
             settings.management_url,
             (params.credentials.username, params.credentials.password),
@@ -171,7 +137,13 @@ class RabbitBroker:
             self._queue,
             settings.management_timeout_s,
         )
-        self._confirms = Confirms(settings, publish_timeout_s, self._context, self._why)
+        self._confirms = Confirms(
+            publish_timeout_s,
+            self._context,
+            self._why,
+            refused=self._refused,
+            unroutable=self._unroutable,
+        )
         self._publisher = self._link("publisher", self._publisher_ready, self._publisher_lost)
         self._consumer = self._link("consumer", self._consumer_ready, self._consumer_lost)
         self._listeners = Listeners(
@@ -210,13 +182,15 @@ class RabbitBroker:
         self._check_open()
         properties = self._properties(dict(headers))
         # Mandatory where a tripwire queue must hold it: a lost binding is then an error.
-        mandatory = topic_matches(self._settings.binding_key, subject) or any(
-            topic_matches(key, subject) for key in EVENTS_BINDINGS
+        mandatory = any(
+            topic_matches(key, subject)
+            for key in [*self._motion_keys(self._declared or self._routes), *EVENTS_BINDINGS]
         )
         await self._publish(self._settings.exchange, subject, body, properties, mandatory)
 
     async def fetch(self, max_messages: int, timeout: float) -> list[Message]:  # noqa: ASYNC109
         self._check_open()
+        self._check_queue()
         if max_messages < 1:
             return []
         if not self._consuming:
@@ -245,6 +219,7 @@ class RabbitBroker:
         The same figure KEDA's rabbitmq scaler reads with ``protocol: http``; the broker
         refreshes it every ``collect_statistics_interval`` (5 s by default).
         """
+        self._check_queue()
         messages = await self._management.messages()
         if messages is not None:
             return messages
@@ -293,6 +268,7 @@ class RabbitBroker:
         await self._consumer.close()  # the broker requeues every unacked delivery
         await self._publisher.close()
         self._confirms.fail_all("closed")
+        await self._management.close()
 
     # -- publishing -------------------------------------------------------------------------
 
@@ -333,8 +309,14 @@ class RabbitBroker:
         }
         if s.delivery_limit is not None:
             arguments["x-delivery-limit"] = s.delivery_limit
-        await rpc(channel.queue_declare, queue=s.queue, durable=True, arguments=arguments)
-        await rpc(channel.queue_bind, queue=s.queue, exchange=s.exchange, routing_key=s.binding_key)
+        for route in self._declared:
+            queue = route.name(s.queue, ".")
+            # A named model's queue: a stalled model keeps its newest frames, stops nobody.
+            overflow = s.overflow if route.default else "drop-head"
+            await rpc(channel.queue_declare, queue=queue, durable=True,
+                      arguments={**arguments, "x-overflow": overflow})  # fmt: skip
+            for key in self._motion_keys([route]):
+                await rpc(channel.queue_bind, queue=queue, exchange=s.exchange, routing_key=key)
         events = s.events_queue_name
         arguments = {**arguments, "x-max-length": s.events_max_length}
         await rpc(channel.queue_declare, queue=events, durable=True, arguments=arguments)
@@ -352,6 +334,48 @@ class RabbitBroker:
         if channel is None or not self._publisher.up:
             raise BrokerUnavailable(self._context(f"not connected; cannot publish to {key}"))
         await self._confirms.publish(channel, exchange, key, body, properties, mandatory)
+
+    def _motion_keys(self, routes: Sequence[MotionRoute]) -> list[str]:
+        """The binding keys of ``routes``' queues: the motion binding, or one key per camera
+        served (``tripwire.motion.#`` -> ``tripwire.motion.cam-1``)."""
+        key = self._settings.binding_key
+        keys: list[str] = []
+        for route in routes:
+            if route.cameras and key.endswith(".#"):
+                keys += [key[:-1] + camera for camera in route.cameras]
+            else:
+                keys.append(key)
+        return keys
+
+    def _queue_for(self, pending: PendingPublish) -> tuple[str, int]:
+        s = self._settings
+        if pending.exchange != s.exchange:
+            return s.dead_letter_queue, s.max_length
+        for route in self._declared or self._routes:
+            if any(topic_matches(k, pending.routing_key) for k in self._motion_keys([route])):
+                return route.name(s.queue, "."), s.max_length
+        return s.events_queue_name, s.events_max_length
+
+    def _refused(self, pending: PendingPublish) -> str:
+        s = self._settings
+        named = any(not r.default for r in self._routes)
+        overflow = "drop-head" if named else s.overflow
+        if pending.exchange == s.exchange and pending.mandatory and overflow != "drop-head":
+            queue, limit = self._queue_for(pending)
+            return self._context(
+                f"publish to {pending.routing_key} refused: queue {queue} is full "
+                f"(x-max-length {limit}, overflow {s.overflow})"
+            )
+        return self._context(
+            f"publish to {pending.routing_key} via {pending.exchange} refused (basic.nack)"
+        )
+
+    def _unroutable(self, pending: PendingPublish) -> str:
+        queue, _ = self._queue_for(pending)
+        return self._context(
+            f"{pending.routing_key} was not routed to any queue by exchange {pending.exchange} "
+            f"({pending.returned}); is queue {queue} still bound?"
+        )
 
     # -- consuming --------------------------------------------------------------------------
 
@@ -409,7 +433,7 @@ class RabbitBroker:
         if message.channel is not self._consumer.channel:
             raise BrokerUnavailable(self._stale(message, "term"))
         headers = dict(message.headers)
-        headers[Header.DEAD_REASON] = reason
+        headers[Header.DEAD_REASON] = dead_reason(reason)
         headers[Header.DEAD_SUBJECT] = message.subject
         dlx = self._settings.dead_letter_exchange
         await self._publish(dlx, message.subject, message.body, self._properties(headers), True)
@@ -442,6 +466,15 @@ class RabbitBroker:
             max_backoff_s=self._settings.max_backoff_s,
         )
 
+    def _check_queue(self) -> None:
+        if not self._queue:
+            raise BrokerError(
+                self._context(
+                    f"{len(self._routes)} models read the motion frames; name the model whose "
+                    "queue to read (open_broker(..., model=NAME))"
+                )
+            )
+
     def _check_open(self, *, need_connect: bool = True) -> None:
         if self._closed:
             raise BrokerUnavailable(self._context("closed"))
@@ -453,3 +486,129 @@ class RabbitBroker:
 
     def _why(self, exc: BaseException) -> str:
         return describe(exc, self._url)
+
+
+# -- a delivery ------------------------------------------------------------------------------
+
+
+@dataclass(slots=True, eq=False)
+class RabbitMessage:
+    """One delivery; settle it once with ``ack``, ``nak`` or ``term`` (later calls do nothing)."""
+
+    _broker: RabbitBroker
+    channel: Any  # the channel it arrived on: only there can it be acked
+    tag: int
+    subject: str
+    body: bytes
+    headers: Mapping[str, str]
+    deliveries: int
+    _settled: bool = False
+
+    def __repr__(self) -> str:
+        return f"<RabbitMessage {self.subject} tag={self.tag} deliveries={self.deliveries}>"
+
+    async def ack(self) -> None:
+        """Done: basic.ack on the channel it arrived on."""
+        if not self._settled:
+            self._settled = True
+            self._broker._settle(self, requeue=None)
+
+    async def nak(self, delay: float | None = None) -> None:
+        """Requeue it now, or after ``delay`` s (it stays unacked, in flight, until then)."""
+        if self._settled:
+            return
+        self._settled = True
+        if delay is not None and delay > 0:
+            self._broker._settle_later(self, delay)
+        else:
+            self._broker._settle(self, requeue=True)
+
+    async def term(self, reason: str) -> None:
+        """Publish a copy to the dead-letter exchange, await its confirm, then ack."""
+        if not self._settled:
+            await self._broker._dead_letter(self, reason)
+            self._settled = True
+            self._broker._settle(self, requeue=None)
+
+    async def in_progress(self) -> None:
+        """Nothing to extend: RabbitMQ has no per-message ack deadline.
+
+        The broker's ``consumer_timeout`` (30 min by default) closes a channel that holds a
+        delivery unacked for longer; the message is then redelivered.
+        """
+
+
+def topic_matches(pattern: str, key: str) -> bool:
+    """AMQP topic matching: ``*`` is one dot-separated word, ``#`` zero or more."""
+
+    def match(p: list[str], k: list[str]) -> bool:
+        if not p:
+            return not k
+        if p[0] == "#":
+            return any(match(p[1:], k[i:]) for i in range(len(k) + 1))
+        return bool(k) and p[0] in ("*", k[0]) and match(p[1:], k[1:])
+
+    return match(pattern.split("."), key.split("."))
+
+
+# -- depth -------------------------------------------------------------------------------------
+
+
+class _Management:
+    """GET /api/queues/<vhost>/<queue> with Basic auth: what KEDA's ``protocol: http`` reads."""
+
+    def __init__(
+        self,
+        amqp_url: str,
+        override: str | None,
+        credentials: tuple[str, str],
+        vhost: str,
+        queue: str,
+        timeout_s: float,
+    ) -> None:
+        user, password = credentials
+        parts = urlsplit(override or amqp_url)
+        host = parts.hostname or "localhost"
+        host = f"[{host}]" if ":" in host else host
+        if override:
+            if parts.username:
+                user, password = unquote(parts.username), unquote(parts.password or "")
+            netloc = f"{host}:{parts.port}" if parts.port else host
+            base = urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
+        else:  # same host as AMQP, default management port, same credentials
+            base = f"http://{host}:{MANAGEMENT_PORT}"
+        self._url = f"{base}/api/queues/{quote(vhost, safe='')}/{quote(queue, safe='')}"
+        self._where = f"rabbitmq management API at {base}: queue {queue} in vhost {vhost!r}"
+        self._secrets = (amqp_url, override or "", password)
+        self._client = httpx.AsyncClient(auth=(user, password), timeout=timeout_s)
+
+    async def messages(self) -> int | None:
+        """Ready + unacknowledged; None while the queue has no statistics yet (first ~5 s).
+
+        Raises BrokerUnavailable when the API cannot be reached: the caller must not fall
+        back to a ready-only count that hides in-flight work from the scaler.
+        """
+        try:
+            response = await self._client.get(self._url)
+        except httpx.HTTPError as exc:  # refused, timed out, reset
+            text = scrub(str(exc) or type(exc).__name__, *self._secrets)
+            raise BrokerUnavailable(f"{self._where}: {text}; depth unknown") from None
+        if response.status_code == 404:
+            raise BrokerError(f"{self._where}: not found")
+        if response.status_code in (401, 403):
+            raise BrokerError(f"{self._where}: HTTP {response.status_code}, credentials refused")
+        if not response.is_success:
+            raise BrokerUnavailable(f"{self._where}: HTTP {response.status_code}; depth unknown")
+        try:
+            info = response.json()
+        except ValueError:
+            raise BrokerUnavailable(
+                f"{self._where}: the reply is not JSON; depth unknown"
+            ) from None
+        if not isinstance(info, dict):
+            raise BrokerError(f"{self._where}: unexpected reply {type(info).__name__}")
+        messages = info.get("messages")
+        return messages if isinstance(messages, int) else None
+
+    async def close(self) -> None:
+        await self._client.aclose()

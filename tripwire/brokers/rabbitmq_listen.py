@@ -24,8 +24,7 @@ from typing import Any
 from pika import exceptions as pika_errors
 
 from tripwire.brokers.protocol import Message, TransientMessage
-from tripwire.brokers.rabbitmq_link import Link, Lost, Ready
-from tripwire.brokers.rabbitmq_message import headers_from_amqp
+from tripwire.brokers.rabbitmq_link import Link, Lost, Ready, headers_from_amqp
 
 log = logging.getLogger(__name__)
 

@@ -263,3 +263,37 @@ def camera_states(conn: Connection, ids: Sequence[str]) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+def event_frame(
+    conn: Connection, event_id: str, capture_ns: int, seq: int, model: str | None
+) -> tuple[str | None, list[Any]] | None:
+    """One result's archive key and boxes (the first model's unless ``model``); None if none."""
+    r = results.c
+    query = sa.select(r.frame_key, r.boxes).where(
+        r.event_id == event_id, r.capture_ns == capture_ns, r.seq == seq
+    )
+    if model is not None:
+        query = query.where(r.model == model)
+    row = conn.execute(query.order_by(r.model).limit(1)).first()
+    return (row[0], list(row[1] or [])) if row is not None else None
+
+
+def event_frame_keys(
+    conn: Connection, event_id: str
+) -> tuple[list[tuple[int, str, list[Any]]], int]:
+    """(capture_ns, key, boxes) of the event's archived frames in capture order (one per
+    frame: the first model that archived it, with that model's boxes), and how many of its
+    analysed frames have no archived copy."""
+    r = results.c
+    rows = conn.execute(
+        sa.select(r.capture_ns, r.seq, r.frame_key, r.boxes)
+        .where(r.event_id == event_id)
+        .order_by(r.capture_ns, r.seq, r.model)
+    ).all()
+    frames: dict[tuple[int, int], tuple[str, list[Any]] | None] = {}
+    for capture_ns, seq, key, boxes in rows:
+        if frames.get((capture_ns, seq)) is None:
+            frames[(capture_ns, seq)] = (key, list(boxes or [])) if key is not None else None
+    kept = [(c, f[0], f[1]) for (c, _), f in frames.items() if f is not None]
+    return kept, len(frames) - len(kept)

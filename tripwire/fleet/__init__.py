@@ -1,7 +1,8 @@
 """Motion traces and the fleet simulator.
 
 - ``trace``: the compact trace format (per camera: motion events as open, close, frames);
-- ``record``: a trace from the motion function run over a clip or a live camera;
+- a trace from the motion function over a clip or a live camera: :mod:`tripwire.app.trace_record`
+  (the application layer: it runs ``functions.motion``);
 - ``generate``: fleets of cameras from a trace or a default shape (diurnal, per-camera
   variety, correlated bursts);
 - ``simulate``: N cameras over simulated hours, driving the local scaler's own rules

@@ -31,7 +31,7 @@ from tripwire.fleet.generate import FleetShape, generate_fleet
 from tripwire.fleet.simulate import SimOptions, SiteResult, simulate_site
 from tripwire.fleet.trace import Trace
 from tripwire.keepalive import ANNOTATION_PREFIX
-from tripwire.metrics.power_profile import PowerProfile, load_profile
+from tripwire.meters.power_profile import PowerProfile, load_profile
 from tripwire.scaler.policy import ScalingPolicy, policy_file, policy_from_object
 
 POLICIES = ("fixed-300", "fixed-60", "histogram", "break-even")

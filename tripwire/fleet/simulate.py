@@ -17,7 +17,7 @@ newest-first). What the simulator adds is the world around the rules:
 - **wake -> first result**: the event's first frame waits for a ready replica and the
   frames queued before it, then ``first_result_s``;
 - **energy**: the energy benchmark's device profile and split
-  (:meth:`tripwire.metrics.power_profile.PowerProfile.split_j`): one device per site.
+  (:meth:`tripwire.meters.power_profile.PowerProfile.split_j`): one device per site.
 
 Fast-forward: polls whose decision cannot change anything (one ready replica at the HPA's
 floor, an empty backlog, the same activity as the poll before, before the keep-alive window
@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tripwire.fleet.trace import CameraTrace
-from tripwire.metrics.power_profile import PowerProfile
+from tripwire.meters.power_profile import PowerProfile
 from tripwire.scaler.policy import ScalingPolicy
 from tripwire.scaler.rules import Scaler
 

@@ -228,7 +228,7 @@ def keep_alive_for(spec: KeepAliveSpec, cooldown_s: float) -> KeepAlive:
     if spec.policy == "histogram":
         return HybridHistogram(spec, cooldown_s)
     if spec.policy == "break-even":
-        from tripwire.metrics.power_profile import load_profile
+        from tripwire.meters.power_profile import load_profile
 
         assert spec.profile is not None  # the spec's validator
         profile = load_profile(spec.profile)

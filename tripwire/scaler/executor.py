@@ -11,7 +11,7 @@ stops the pool with :class:`WorkerFatal` instead, since no restart can fix it. A
 activation) starts the first worker without waiting for the next poll.
 
 With ``prefork`` the pool keeps a standby process beside it (:mod:`tripwire.scaler.prefork`,
-``functions.detector.zygote``) that has done a worker's imports, and forks workers from it:
+``tripwire.app.zygote``) that has done a worker's imports, and forks workers from it:
 a cold start then begins at the model load instead of at ``import torch``. The standby is
 started with the pool (:meth:`WorkerPool.start`, the scaler's first step), replaced at the
 next step when it dies (its workers live on), and stopped by :meth:`WorkerPool.stop_all`
@@ -94,7 +94,7 @@ class Worker:
 class WorkerPool:
     """Start and stop worker processes; ``command`` runs one worker.
 
-    With ``prefork``, ``command`` must be ``<python> -m tripwire.cli ARGS...``: workers are
+    With ``prefork``, ``command`` must be ``<python> -m tripwire.app.cli ARGS...``: workers are
     forked from a standby that runs ``tripwire ARGS...`` in the child.
     """
 
@@ -115,17 +115,22 @@ class WorkerPool:
     crash_streak: int = 0
     last_crash: str | None = None  # the cause of the last crash, from the worker's log
     start_after: float = 0.0  # clock time before which no worker is started (backoff)
+    # A standby shared with other pools whose workers need the same imports (one model
+    # family): this pool forks from it but leaves starting and stopping it to its owner.
+    shared_standby: Zygote | None = None
     _stopping: set[asyncio.Task[None]] = field(default_factory=set)
     standby: Zygote | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         if not self.prefork:
             return
-        if list(self.command[1:3]) != ["-m", "tripwire.cli"]:
+        if list(self.command[1:3]) != ["-m", "tripwire.app.cli"]:
             raise ValueError(
                 f"prefork runs tripwire commands only, not {' '.join(self.command[:3])!r}"
             )
-        self.standby = Zygote(self.command[0], self.env, self.log_dir / "zygote.log")
+        self.standby = self.shared_standby or Zygote(
+            self.command[0], self.env, self.log_dir / "zygote.log"
+        )
 
     async def start(self) -> None:
         """Start the prefork standby now, so that it is ready before the first cold start."""
@@ -243,6 +248,14 @@ class WorkerPool:
         log.info("detector worker pid %d stopped (exit %s)", process.pid, process.returncode)
         timeline.record("worker_stopped", worker_pid=process.pid, code=process.returncode)
 
+    def drain(self) -> int:
+        """Ask every worker to stop gracefully (a rolling swap): the next :meth:`converge`
+        starts their replacements while they finish. Returns how many were asked."""
+        live = [w for w in self.workers if not w.stopping and w.process.returncode is None]
+        for worker in live:
+            self._stop(worker)
+        return len(live)
+
     async def stop_all(self) -> None:
         """Stop every worker (gracefully), then the prefork standby."""
         for worker in self.workers:
@@ -252,7 +265,7 @@ class WorkerPool:
             await asyncio.gather(*list(self._stopping), return_exceptions=True)
         with contextlib.suppress(WorkerFatal):  # reported by the step that saw it
             self.reap()
-        if self.standby is not None:
+        if self.standby is not None and self.shared_standby is None:
             await self.standby.stop()
 
 

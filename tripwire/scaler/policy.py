@@ -1,7 +1,8 @@
 """The scaling policy: a KEDA ScaledObject file, read into what KEDA and the HPA decide with.
 
-The files in deploy/keda/ are what KEDA applies on k3s; the local scaler reads the same file
-(``load_policy(policy_file("nats"))``), so one policy is tested and measured everywhere.
+The files in deploy/keda/ are what KEDA applies on k3s; the local scaler reads the package's
+copy of the same file (``load_policy(policy_file("nats"))``), so one policy is tested and
+measured everywhere.
 Defaults are KEDA's (pollingInterval 30, cooldownPeriod 300, minReplicaCount 0,
 maxReplicaCount 100, activation threshold 0) and the HPA's (see ``behavior``).
 
@@ -26,9 +27,8 @@ from tripwire.errors import ConfigError
 from tripwire.keepalive import KeepAliveSpec, keep_alive_for, spec_from_annotations
 from tripwire.scaler.behavior import HpaBehavior
 from tripwire.scaler.triggers import TRIGGERS, Broker, Trigger
+from tripwire.validation import Loc, validation_message
 
-API_VERSION = "keda.sh/v1alpha1"
-REPO = Path(__file__).resolve().parents[2]
 PACKAGED = Path(__file__).resolve().with_name("keda")  # package data: deploy/keda's policies
 PAUSE_ANNOTATION_PREFIX = "autoscaling.keda.sh/paused"
 
@@ -154,34 +154,35 @@ class ScalingPolicy(BaseModel):
         return max(self.min_replicas, 1)
 
 
-def policy_file(broker: Broker, root: Path = REPO) -> Path:
-    """deploy/keda/<broker>/scaledobject.yaml under ``root`` (the repository by default).
-
-    Installed from a wheel there is no deploy/ folder: the copy packaged beside this module
-    (tripwire/scaler/keda/, kept equal to deploy/keda by tests/test_scaler_packaged_policy.py)
-    is used instead.
-    """
-    path = root / "deploy" / "keda" / broker / "scaledobject.yaml"
-    return path if path.is_file() else PACKAGED / broker / "scaledobject.yaml"
+def policy_file(broker: Broker) -> Path:
+    """The default ScaledObject of ``broker``: the package's copy of
+    deploy/keda/<broker>/scaledobject.yaml (tripwire/scaler/keda/, kept equal to deploy/keda
+    by tests/test_scaler_packaged_policy.py), so a checkout and a wheel read the same file and
+    the package never reaches into the source tree."""
+    return PACKAGED / broker / "scaledobject.yaml"
 
 
-def _path(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "<root>"
+def write_policy_copy(
+    path: Path,
+    broker: Broker = "nats",
+    *,
+    spec: Mapping[str, Any] | None = None,
+    scale_down_window_s: int | None = None,
+) -> Path:
+    """Write the shipped policy of ``broker`` to ``path`` with ``spec`` fields replaced
+    (``pollingInterval``, ``cooldownPeriod``, ``minReplicaCount``...) and, when given, the HPA's
+    scale-down stabilization window: the copies benchmarks and tests run with."""
+    doc = yaml.safe_load(policy_file(broker).read_text())
+    doc["spec"].update(spec or {})
+    if scale_down_window_s is not None:
+        behavior = doc["spec"]["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
+        behavior["scaleDown"]["stabilizationWindowSeconds"] = scale_down_window_s
+    path.write_text(yaml.safe_dump(doc))
+    return path
 
 
-def _raise(exc: ValidationError, source: str, prefix: tuple[int | str, ...] = ()) -> NoReturn:
-    errors = exc.errors()
-    locs = [tuple(err["loc"]) for err in errors]
-    lines = [
-        f"{source}: {_path(prefix + loc)}: {err['msg'].removeprefix('Value error, ')}"
-        for err, loc in zip(errors, locs, strict=True)
-        # a container's own complaint (e.g. "too short") after its item failed adds nothing
-        if not any(len(other) > len(loc) and other[: len(loc)] == loc for other in locs)
-    ]
-    raise PolicyError("\n".join(lines)) from None
+def _raise(exc: ValidationError, source: str, prefix: Loc = ()) -> NoReturn:
+    raise PolicyError(validation_message(exc, source, prefix)) from None
 
 
 def _refuse(source: str, where: str, why: str) -> NoReturn:

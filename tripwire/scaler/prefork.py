@@ -1,4 +1,4 @@
-"""The supervisor's side of the prefork standby (``functions.detector.zygote``).
+"""The supervisor's side of the prefork standby (``tripwire.app.zygote``).
 
 :class:`Zygote` starts the standby, asks it for workers and follows their exits from its
 ``exited`` lines; :class:`ForkedWorker` is the handle of one such worker, with the same
@@ -29,7 +29,7 @@ from tripwire.errors import TripwireError
 
 log = logging.getLogger(__name__)
 
-MODULE = "functions.detector.zygote"
+MODULE = "tripwire.app.zygote"
 UNKNOWN_EXIT = 255  # a worker's exit status once its standby died: init reaped it, not us
 SPAWN_TIMEOUT_S = 60.0  # covers the standby's own imports when a spawn arrives early
 ORPHAN_POLL_S = 0.2  # without pidfds (not Linux): how often an orphan's pid is checked

@@ -14,13 +14,13 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import Field
 
 from tripwire.brokers import Broker, open_broker
 from tripwire.cluster import ClusterError
 from tripwire.contract import WAKE_SUBJECT
 from tripwire.errors import BrokerError, ConfigError
+from tripwire.health_server import HealthServer
 from tripwire.settings import CommonSettings
 from tripwire.wake.controller import WakeController, WakeMetrics
 from tripwire.wake.kube import KubeScaler, load_client
@@ -46,61 +46,6 @@ class WakeSettings(CommonSettings):
     subject: str = Field(WAKE_SUBJECT, description="the wake subject the gateway publishes")
     metrics_host: str = Field("127.0.0.1", description="/metrics and /readyz listen address")
     metrics_port: int = Field(9110, ge=0, le=65535, description="0 = any free port")
-
-
-class HealthServer:
-    """/healthz, /readyz (``ready()``) and /metrics over a few lines of asyncio HTTP."""
-
-    def __init__(self, controller: WakeController, broker: Broker) -> None:
-        self._controller = controller
-        self._broker = broker
-        self._server: asyncio.Server | None = None
-        self.port = 0
-
-    def ready(self) -> bool:
-        ready = self._broker.connected and self._controller.api_ok
-        self._controller.metrics.ready.set(1 if ready else 0)
-        return ready
-
-    async def start(self, host: str, port: int) -> None:
-        self._server = await asyncio.start_server(self._handle, host, port)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._server.wait_closed(), 1.0)
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            request = await asyncio.wait_for(reader.readline(), 5.0)
-            while (await asyncio.wait_for(reader.readline(), 5.0)) not in (b"\r\n", b"\n", b""):
-                pass
-            parts = request.decode("latin-1").split()
-            status, ctype, body = self._route(parts[1].split("?")[0] if len(parts) > 1 else "/")
-            writer.write(
-                f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
-                "Connection: close\r\n\r\n".encode()
-                + body
-            )
-            await writer.drain()
-        except (TimeoutError, ConnectionError):
-            pass
-        finally:
-            writer.close()
-
-    def _route(self, path: str) -> tuple[str, str, bytes]:
-        if path == "/metrics":
-            self.ready()  # refresh the gauge
-            return "200 OK", CONTENT_TYPE_LATEST, generate_latest(self._controller.metrics.registry)
-        if path == "/healthz":
-            return "200 OK", "application/json", b'{"status":"ok"}'
-        if path == "/readyz":
-            if self.ready():
-                return "200 OK", "application/json", b'{"status":"ready"}'
-            return "503 Service Unavailable", "application/json", b'{"status":"not ready"}'
-        return "404 Not Found", "text/plain", b"not found"
 
 
 async def listen(broker: Broker, subject: str, controller: WakeController) -> None:
@@ -158,8 +103,15 @@ async def running_wake(settings: WakeSettings) -> AsyncIterator[Running]:
         metrics=metrics,
     )
     controller.api_ok = False  # until the probe succeeds
-    broker = open_broker(settings.broker, settings.broker.url)
-    health = HealthServer(controller, broker)
+    # It only listens: it declares no model's consumer or queue.
+    broker = open_broker(settings.broker, settings.broker.url, routes=())
+
+    def ready() -> bool:
+        ok = broker.connected and controller.api_ok
+        controller.metrics.ready.set(1 if ok else 0)
+        return ok
+
+    health = HealthServer(controller.metrics.registry, ready, before_scrape=ready)
     tasks: list[asyncio.Task[None]] = []
     try:
         await health.start(settings.metrics_host, settings.metrics_port)
