@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -63,9 +64,19 @@ async def retry(
     ``deadline_s`` (seconds from now).
     None for both: retry until the caller is cancelled or ``sleep`` raises (a stop signal).
     """
+    # The first attempt runs bare: a call that succeeds (nearly every one, on the detector's
+    # per-frame path) pays nothing for the retry machinery (~45 us a call with it).
+    started = time.monotonic()
+    try:
+        return await op()
+    except BaseException as exc:
+        if not isinstance(exc, transient) or isinstance(exc, permanent):
+            raise
+        first: BaseException = exc
+
     stop: stop_base = stop_never
     if deadline_s is not None:
-        stop = stop | stop_before_delay(deadline_s)
+        stop = stop | stop_before_delay(max(deadline_s - (time.monotonic() - started), 0.0))
     if attempts is not None:
         stop = stop | stop_after_attempt(attempts)
 
@@ -83,8 +94,13 @@ async def retry(
         before_sleep=before_sleep,
         reraise=True,
     )
+    replayed = False
 
     async def attempt() -> T:  # tenacity awaits only a coroutine function, not a lambda's result
+        nonlocal replayed
+        if not replayed:  # tenacity's attempt 1 is the one made above: its error, at once
+            replayed = True
+            raise first
         return await op()
 
     return await retrying(attempt)

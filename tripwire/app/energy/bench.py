@@ -197,6 +197,7 @@ async def run_mode(
                         frames[s.camera_id] / s.fps,
                         start_ns=t0_ns,
                         skip_late=False,
+                        stamp_due=True,
                     )
                 )
                 for s in senders
