@@ -21,7 +21,7 @@ from fastapi.templating import Jinja2Templates
 
 from console.auth import browser_session, token_operator
 from console.live import LiveFeed
-from console.scaling import chart, read_scaling
+from console.scaling import chart, lines_chart, read_scaling
 from console.session import COOKIE, CSRF_FIELD, Session, Sessions
 from tripwire import timeline
 from tripwire.camera_config import CamerasFile
@@ -342,6 +342,8 @@ async def scaling_page(
             depth_now = None
     named = {"replicas": data.replicas, "depth": data.depth, "power": data.power}
     charts = {key: chart(series, since, now) for key, series in named.items()}
+    if data.models:  # several models: one replicas line each
+        charts["replicas"] = lines_chart(list(data.models.values()), since, now)
     return _page(
         request,
         "scaling.html",

@@ -1,6 +1,10 @@
 """The scaling page's figures: replicas, queue depth and cold starts from the local scaler's
 timeline (``TRIPWIRE_TIMELINE``, see :mod:`tripwire.timeline`), power from the metrics
-sampler's JSONL (``python -m tripwire.meters --jsonl``), drawn as small inline SVG charts."""
+sampler's JSONL (``python -m tripwire.meters --jsonl``), drawn as small inline SVG charts.
+
+With several models (a ``models:`` section) the scaler's events carry the model's name: the
+replicas are then one line per model (:attr:`Scaling.models`) and the replicas and depth
+figures are the sums over the models; with one model the page is as it always was."""
 
 from __future__ import annotations
 
@@ -27,12 +31,14 @@ class ColdStart:
     pid: int
     forked: bool
     seconds: float | None  # worker started -> first inference; None while waiting
+    model: str | None = None  # the worker's model, when the stack runs named models
 
 
 @dataclass
 class Scaling:
-    replicas: Series
-    depth: Series
+    replicas: Series  # with several models: their sum
+    depth: Series  # with several models: their sum
+    models: dict[str, Series]  # replicas per model, by name; empty with one model
     power: Series
     cold_starts: list[ColdStart]
     timeline: Path | None
@@ -54,23 +60,28 @@ def _lines(path: Path | None) -> Iterator[dict[str, Any]]:
 
 
 def read_scaling(timeline: Path | None, metrics: Path | None, since_ns: int) -> Scaling:
-    replicas = Series("detector replicas", "", step=True)
-    depth = Series("queue depth", "frames")
+    replicas: dict[str, Series] = {}  # by model ("" = no model named: one model)
+    depths: dict[str, Series] = {}
     power = Series("power", "W")
     started: dict[int, ColdStart] = {}
     colds: list[ColdStart] = []
     for r in _lines(timeline):
         t, kind = r["t_ns"], r.get("event")
-        if t < since_ns:
-            if kind == "scale_decision":  # the value holding at the window's start
-                replicas.points[:] = [(since_ns, float(r.get("replicas", 0)))]
-            continue
         if kind == "scale_decision":
-            replicas.points.append((t, float(r.get("replicas", 0))))
+            model = str(r.get("model") or "")
+            line = replicas.setdefault(model, Series(model or "detector", "", step=True))
+            if t < since_ns:  # the value holding at the window's start
+                line.points[:] = [(since_ns, float(r.get("replicas", 0)))]
+                continue
+            line.points.append((t, float(r.get("replicas", 0))))
             if isinstance(r.get("depth"), int | float):
+                depth = depths.setdefault(model, Series(model, "frames"))
                 depth.points.append((t, float(r["depth"])))
+        elif t < since_ns:
+            continue
         elif kind == "worker_started" and isinstance(r.get("worker_pid"), int):
-            new = ColdStart(t, r["worker_pid"], bool(r.get("forked")), None)
+            named = r.get("model") if isinstance(r.get("model"), str) else None
+            new = ColdStart(t, r["worker_pid"], bool(r.get("forked")), None, named)
             started[new.pid] = new
             colds.append(new)
         elif (
@@ -85,7 +96,33 @@ def read_scaling(timeline: Path | None, metrics: Path | None, since_ns: int) -> 
         watts = _watts(s.get("sources", {}))
         if watts is not None:
             power.points.append((s["t_ns"], watts))
-    return Scaling(replicas, depth, power, colds[-50:], timeline, metrics)
+    models = dict(sorted(replicas.items())) if len(replicas) > 1 else {}
+    return Scaling(
+        _sum(list(replicas.values()), "detector replicas", "", step=True),
+        _sum(list(depths.values()), "queue depth", "frames"),
+        models,
+        power,
+        colds[-50:],
+        timeline,
+        metrics,
+    )
+
+
+def _sum(lines: Sequence[Series], name: str, unit: str, step: bool = False) -> Series:
+    """One series of the sum of ``lines``: at each point of any, the last value of each."""
+    total = Series(name, unit, step=step)
+    if len(lines) == 1:
+        total.points = lines[0].points
+        return total
+    latest: dict[int, float] = {}
+    for t, i, v in sorted((t, i, v) for i, line in enumerate(lines) for t, v in line.points):
+        latest[i] = v
+        value = sum(latest.values())
+        if total.points and total.points[-1][0] == t:
+            total.points[-1] = (t, value)
+        else:
+            total.points.append((t, value))
+    return total
 
 
 def _watts(sources: Any) -> float | None:
@@ -103,6 +140,13 @@ def _watts(sources: Any) -> float | None:
 
 
 @dataclass
+class Line:
+    name: str
+    path: str
+    last: float
+
+
+@dataclass
 class Chart:
     width: int
     height: int
@@ -111,16 +155,37 @@ class Chart:
     t0_ns: int
     t1_ns: int
     last: float | None
+    lines: list[Line] = field(default_factory=list)  # one per series of a several-line chart
 
 
 def chart(
     series: Series, t0_ns: int, t1_ns: int, width: int = 640, height: int = 120
 ) -> Chart | None:
     """An SVG polyline path of ``series`` between ``t0_ns`` and ``t1_ns``; None if empty."""
-    points: Sequence[tuple[int, float]] = series.points
-    if not points:
+    if not series.points:
         return None
-    y_max = max(1.0, max(v for _, v in points)) * 1.1
+    y_max = max(1.0, max(v for _, v in series.points)) * 1.1
+    path = _path(series, t0_ns, t1_ns, width, height, y_max)
+    return Chart(width, height, path, y_max / 1.1, t0_ns, t1_ns, series.points[-1][1])
+
+
+def lines_chart(
+    many: Sequence[Series], t0_ns: int, t1_ns: int, width: int = 640, height: int = 120
+) -> Chart | None:
+    """One path per series on a shared scale (``Chart.lines``); None if all are empty."""
+    drawn = [s for s in many if s.points]
+    if not drawn:
+        return None
+    y_max = max(1.0, max(v for s in drawn for _, v in s.points)) * 1.1
+    lines = [
+        Line(s.name, _path(s, t0_ns, t1_ns, width, height, y_max), s.points[-1][1]) for s in drawn
+    ]
+    total = sum(line.last for line in lines)
+    return Chart(width, height, "", y_max / 1.1, t0_ns, t1_ns, total, lines)
+
+
+def _path(series: Series, t0_ns: int, t1_ns: int, width: int, height: int, y_max: float) -> str:
+    points: Sequence[tuple[int, float]] = series.points
     span = max(1, t1_ns - t0_ns)
 
     def x(t: int) -> float:
@@ -138,4 +203,4 @@ def chart(
         previous = v
     if series.step:
         out.append(f"L{width},{y(previous)}")
-    return Chart(width, height, " ".join(out), y_max / 1.1, t0_ns, t1_ns, points[-1][1])
+    return " ".join(out)

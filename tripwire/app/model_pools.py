@@ -48,13 +48,21 @@ class ModelPools:
         settings, url, routes = broker
         kind: BrokerKind = "rabbitmq" if url.startswith("amqp") else "nats"
         policies = model_policies(config, kind)
+        families: dict[str, list[str]] = {}
+        for model in config.models:
+            families.setdefault(family(model.weights), []).append(model.name)
         for model in config.models:
             depth = open_broker(settings, url, routes=routes, model=model.name)
             self.depth_brokers.append(depth)
             await depth.connect()
             name = family(model.weights)
             if prefork and name not in self.standbys:
-                self.standbys[name] = Zygote(sys.executable, env, log_dir / f"zygote-{name}.log")
+                self.standbys[name] = Zygote(
+                    sys.executable,
+                    env,
+                    log_dir / f"zygote-{name}.log",
+                    tags={"family": name, "models": families[name]},
+                )
                 await self.standbys[name].ensure_running()
             pool = WorkerPool(
                 [*command, "--model", model.name],
@@ -63,6 +71,7 @@ class ModelPools:
                 log_dir / model.name,
                 prefork=prefork,
                 shared_standby=self.standbys.get(name),
+                model=model.name,
             )
             self.scalers[model.name] = LocalScaler(Scaler(policies[model.name]), depth.depth, pool)
         return policies[config.models[0].name]

@@ -118,6 +118,9 @@ class WorkerPool:
     # A standby shared with other pools whose workers need the same imports (one model
     # family): this pool forks from it but leaves starting and stopping it to its owner.
     shared_standby: Zygote | None = None
+    # The model this pool serves (a ``models:`` section): its timeline events carry it, so a
+    # replica timeline per model reads from the timeline; None (one model) leaves them as-is.
+    model: str | None = None
     _stopping: set[asyncio.Task[None]] = field(default_factory=set)
     standby: Zygote | None = field(default=None, init=False)
 
@@ -129,8 +132,17 @@ class WorkerPool:
                 f"prefork runs tripwire commands only, not {' '.join(self.command[:3])!r}"
             )
         self.standby = self.shared_standby or Zygote(
-            self.command[0], self.env, self.log_dir / "zygote.log"
+            self.command[0],
+            self.env,
+            self.log_dir / "zygote.log",
+            tags={} if self.model is None else {"models": [self.model]},
         )
+
+    def record(self, event: str, **fields: object) -> None:
+        """A timeline event of this pool: with the model's name when it serves a named one."""
+        if self.model is not None:
+            fields["model"] = self.model
+        timeline.record(event, **fields)
 
     async def start(self) -> None:
         """Start the prefork standby now, so that it is ready before the first cold start."""
@@ -161,7 +173,7 @@ class WorkerPool:
             cause = crash_cause(worker.log_path)
             self.last_crash = cause
             pid = worker.process.pid
-            timeline.record("worker_crashed", worker_pid=pid, code=code, cause=cause)
+            self.record("worker_crashed", worker_pid=pid, code=code, cause=cause)
             if code == MODEL_UNAVAILABLE_EXIT:
                 raise WorkerFatal(f"detector worker cannot load its model: {cause}")
             self.crash_streak += 1
@@ -224,7 +236,7 @@ class WorkerPool:
         self.started += 1
         self.workers.append(Worker(process, self.clock(), log_path=log_path))
         log.info("started detector worker pid %d%s", process.pid, " (forked)" if forked else "")
-        timeline.record("worker_started", worker_pid=process.pid, forked=forked)
+        self.record("worker_started", worker_pid=process.pid, forked=forked)
 
     def _stop(self, worker: Worker) -> None:
         worker.stopping = True
@@ -236,7 +248,7 @@ class WorkerPool:
         process = worker.process
         with contextlib.suppress(ProcessLookupError):
             process.send_signal(signal.SIGTERM)
-        timeline.record("worker_stopping", worker_pid=process.pid)
+        self.record("worker_stopping", worker_pid=process.pid)
         try:
             # The detector bounds its own graceful stop; the margin covers interpreter exit.
             await asyncio.wait_for(process.wait(), self.stop_timeout_s + 10)
@@ -246,7 +258,7 @@ class WorkerPool:
                 process.kill()
             await process.wait()
         log.info("detector worker pid %d stopped (exit %s)", process.pid, process.returncode)
-        timeline.record("worker_stopped", worker_pid=process.pid, code=process.returncode)
+        self.record("worker_stopped", worker_pid=process.pid, code=process.returncode)
 
     def drain(self) -> int:
         """Ask every worker to stop gracefully (a rolling swap): the next :meth:`converge`
@@ -295,13 +307,13 @@ class LocalScaler:
             before = self.scaler.replicas
             self.scaler.wake(now)
             if before == 0:
-                timeline.record("scale_decision", reason="wake", replicas=self.scaler.replicas)
+                self.pool.record("scale_decision", reason="wake", replicas=self.scaler.replicas)
         prewarm_at = self.scaler.prewarm_at
         if prewarm_at is not None and now >= prewarm_at:  # the keep-alive policy's pre-warm
             self.scaler.prewarm(now)
             described = self.scaler.keep_alive.describe()
             log.info("scale 0 -> %d (prewarm: %s)", self.scaler.replicas, described)
-            timeline.record("scale_decision", reason="prewarm", replicas=self.scaler.replicas)
+            self.pool.record("scale_decision", reason="prewarm", replicas=self.scaler.replicas)
         if self.scaler.poll_due(now):
             try:
                 self.last_metric = await self.depth()
@@ -320,7 +332,7 @@ class LocalScaler:
                         reason,
                         self.last_metric,
                     )
-                    timeline.record(
+                    self.pool.record(
                         "scale_decision",
                         reason=reason,
                         depth=self.last_metric,

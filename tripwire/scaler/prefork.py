@@ -104,8 +104,17 @@ class ForkedWorker:
 class Zygote:
     """One standby process at a time: started, replaced when it dies, stopped on request."""
 
-    def __init__(self, python: str, env: Mapping[str, str], log_path: Path) -> None:
+    def __init__(
+        self,
+        python: str,
+        env: Mapping[str, str],
+        log_path: Path,
+        tags: Mapping[str, Any] | None = None,
+    ) -> None:
         self.python = python
+        # Added to its timeline events: with named models, the models (and the family) it
+        # forks workers for; empty for the one model of a stack without a models section.
+        self.tags = dict(tags or {})
         self.env = dict(env)
         self.log_path = log_path
         self.process: asyncio.subprocess.Process | None = None
@@ -226,7 +235,9 @@ class Zygote:
                 self.info.get("import_s", -1),
                 rss,
             )
-            timeline.record("zygote_ready", zygote_pid=self.info.get("pid"), rss_mib=round(rss))
+            timeline.record(
+                "zygote_ready", zygote_pid=self.info.get("pid"), rss_mib=round(rss), **self.tags
+            )
 
     def _died(self, process: asyncio.subprocess.Process) -> None:
         for reply in self._pending.values():
@@ -256,7 +267,9 @@ class Zygote:
                 process.pid,
                 process.returncode,
             )
-            timeline.record("zygote_died", zygote_pid=process.pid, code=process.returncode)
+            timeline.record(
+                "zygote_died", zygote_pid=process.pid, code=process.returncode, **self.tags
+            )
 
     async def stop(self, timeout_s: float = 5.0) -> None:
         """Close the standby's stdin (it exits at EOF) and wait; kill it if it lingers."""
