@@ -81,6 +81,7 @@ def test_models_are_declared_by_name_with_their_own_numbers() -> None:
         ({"models": [{**COCO, "bogus": 1}]}, r"models\[0\]\.bogus"),
         ({"models": [{**COCO, "cameras": ["cam-9"]}]}, "camera 'cam-9' is not configured"),
         ({"models": [{**COCO, "cameras": ["cam-2"], "zones": ["road"]}]}, "zone 'road'"),
+        ({"models": [{**COCO, "max_queue": 0}]}, r"models\[0\]\.max_queue"),
         (
             {"models": [{**COCO, "scaling": {"max_replicas": 0}}]},
             r"models\[0\]\.scaling\.max_replicas",
@@ -143,3 +144,25 @@ def test_a_reload_swaps_only_the_models_that_changed() -> None:
                                      {**COCO, "name": "fire"}]))  # fmt: skip
     assert changed_models(old, new) == ["accident"]  # a new model is not a swap
     assert changed_models(old, old) == []
+
+
+def test_a_models_own_queue_bound_is_for_rabbitmq_and_nats_refuses_it() -> None:
+    from pathlib import Path
+
+    from tripwire.brokers.jetstream import JetStreamBroker
+    from tripwire.brokers.settings import NatsSettings
+    from tripwire.model_manifests import render
+
+    config = parse_config(_file(models=[{**COCO, "max_queue": 500}, ACCIDENT]))
+    routes = routes_of(config)
+    assert [r.max_queue for r in routes] == [500, None]  # None: the shared max_length
+    # NATS: one stream for every model, bounded as a whole; a per-model bound is refused
+    # with what to use instead (before any connection), by the adapter and by deploy render.
+    with pytest.raises(ConfigError, match=r"models coco: max_queue .*NATS__STREAM_MAX_MSGS"):
+        JetStreamBroker("nats://127.0.0.1:1", NatsSettings(), connect_timeout_s=1,
+                        publish_timeout_s=1, routes=routes, model="accident")  # fmt: skip
+    with pytest.raises(ConfigError, match="models coco: max_queue"):
+        render(config, "nats", Path("."))
+    unbounded = routes_of(parse_config(_file(models=[COCO, ACCIDENT])))
+    JetStreamBroker("nats://127.0.0.1:1", NatsSettings(), connect_timeout_s=1,
+                    publish_timeout_s=1, routes=unbounded, model="coco")  # fmt: skip

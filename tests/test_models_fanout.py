@@ -231,3 +231,22 @@ async def test_a_listener_declares_no_models_queue(fan: Callable[..., Fan]) -> N
         assert info.state.consumer_count == 0 and info.state.messages == 0  # nobody wants it
     else:
         assert admin("GET", f"queues/%2F/{quote(f.rabbit.queue, safe='')}") is None
+
+
+async def test_a_models_own_queue_bound_on_rabbitmq(rabbitmq_url: str, unique: str) -> None:
+    """``max_queue``: that model's queue keeps its own newest frames (x-max-length), the
+    others keep the shared ``max_length``."""
+    f = Fan("rabbitmq", rabbitmq_url, unique, limit=10)
+    try:
+        routes = [MotionRoute("fire", max_queue=4), MotionRoute("coco")]
+        (gateway,) = await _connected(f, routes, None)
+        fire, coco = await _connected(f, routes, "fire", "coco")
+        await _publish(f, gateway, range(1, 13))  # never refused: both are drop-head
+        assert await f.held(fire, "fire") == 4 and await f.held(coco, "coco") == 10
+        for model, limit in (("fire", 4), ("coco", 10)):
+            queue = admin("GET", f"queues/%2F/{quote(f.rabbit.queue + '.' + model, safe='')}")
+            assert queue is not None and queue["arguments"]["x-max-length"] == limit
+        assert await _drain(fire) == list(range(9, 13))
+        assert await _drain(coco) == list(range(3, 13))
+    finally:
+        await f.close()

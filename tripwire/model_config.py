@@ -15,6 +15,7 @@ models:
     cameras: [cam-1]                 # serves only these cameras ([] = every camera)
     zones: [crossing]                # only frames whose motion touches one of these zones
     scaling: {max_replicas: 2}       # the rest from the shipped ScaledObject
+    max_queue: 500                   # RabbitMQ only: its queue's x-max-length (NATS refuses it)
 ```
 
 Every model gets every motion frame of the cameras it serves, once (its own durable consumer
@@ -69,6 +70,14 @@ class ModelConfig(BaseModel):
         default_factory=list, description="only frames whose motion touches one of these zones"
     )
     scaling: ScalingOverrides = Field(default_factory=ScalingOverrides)
+    max_queue: int | None = Field(
+        None,
+        ge=1,
+        le=100_000_000,
+        description="RabbitMQ: frames its queue holds (x-max-length), the oldest dropped beyond; "
+        "unset = TRIPWIRE_BROKER__RABBITMQ__MAX_LENGTH. NATS refuses it: one stream, bounded "
+        "as a whole",
+    )
 
     def serves(self, camera: str) -> bool:
         return not self.cameras or camera in self.cameras
@@ -80,3 +89,12 @@ def family(weights: str) -> str:
     export adds LiteRT at model load, after the fork), so today there is one family."""
     del weights
     return "ultralytics"
+
+
+def max_queue_on_nats(models: list[str]) -> str:
+    """Why a NATS broker refuses models that set ``max_queue``."""
+    return (
+        f"models {', '.join(models)}: max_queue bounds a model's own RabbitMQ queue; on NATS "
+        "every model reads one motion stream, bounded as a whole (TRIPWIRE_BROKER__NATS__"
+        "STREAM_MAX_MSGS, STREAM_MAX_BYTES, STREAM_MAX_AGE_S): remove max_queue or use RabbitMQ"
+    )

@@ -23,7 +23,7 @@ import yaml
 from tripwire.brokers.routes import MotionRoute
 from tripwire.camera_config import CamerasFile
 from tripwire.errors import ConfigError
-from tripwire.model_config import ModelConfig
+from tripwire.model_config import ModelConfig, max_queue_on_nats
 from tripwire.scaler.policy import ScalingPolicy, policy_file, policy_from_object
 from tripwire.scaler.triggers import Broker
 
@@ -131,6 +131,8 @@ def render(config: CamerasFile, broker: Broker, root: Path) -> dict[str, list[di
     checkout whose deploy/ holds the shipped objects)."""
     if not config.models:
         raise ConfigError("the config has no models section: the shipped manifests serve it")
+    if broker == "nats" and (bounded := [m.name for m in config.models if m.max_queue]):
+        raise ConfigError(max_queue_on_nats(bounded))
     base_so = _load(policy_file(broker))
     base_deploy, base_pdb = _load(root / BASE_DEPLOYMENT), _load(root / BASE_PDB)
     return {

@@ -12,7 +12,8 @@ What bounds the motion stream: ``stream_max_bytes``, ``stream_max_age_s`` and
 frames when full (the gateway answers 503: back-pressure, nothing queued is lost); with named
 models it discards the oldest, so that one stalled model cannot stop the others: its backlog
 is held up to those bounds and beyond them it loses its oldest frames (the others acked them
-long ago).
+long ago). A model's own ``max_queue`` (a RabbitMQ queue bound) is refused here: the
+stream's bounds are the only ones.
 
 The ``events`` feed is a durable consumer on the results stream, filtered to detections and
 event messages: the events function reads it. ``subscribe`` is a plain core NATS subscription.
@@ -38,7 +39,14 @@ from tripwire.brokers.protocol import Feed, Message, TransientMessage
 from tripwire.brokers.routes import DEFAULT_ROUTES, MotionRoute, pick
 from tripwire.brokers.settings import NatsSettings
 from tripwire.contract import Header
-from tripwire.errors import BrokerError, BrokerUnavailable, PayloadTooLarge, PublishTimeout
+from tripwire.errors import (
+    BrokerError,
+    BrokerUnavailable,
+    ConfigError,
+    PayloadTooLarge,
+    PublishTimeout,
+)
+from tripwire.model_config import max_queue_on_nats
 from tripwire.retry import retry
 from tripwire.urls import redact, scrub
 
@@ -100,6 +108,8 @@ class JetStreamBroker:
         self._routes_given = bool(routes)
         self._declares_none = routes is not None and not routes  # () : a listener only
         self._routes = tuple(routes) if routes else DEFAULT_ROUTES
+        if bounded := [r.model for r in self._routes if r.max_queue is not None]:
+            raise ConfigError(max_queue_on_nats(bounded))
         self.route = pick(self._routes, model)
         # What fetch and depth read: the motion stream's detector consumer, or the events
         # function's consumer of detections and event messages on the results stream.

@@ -19,7 +19,8 @@ Topology, declared by ``connect`` (and again after every reconnect)::
 
 With several models (:mod:`tripwire.brokers.routes`) each model has its own queue,
 ``tripwire.motion.<model>``, bound with ``tripwire.motion.#`` (or its cameras' keys), with the
-same dead-letter exchange and ``x-max-length``: the exchange copies every frame into each. Its
+same dead-letter exchange and ``x-max-length`` (the model's ``max_queue``, else
+``max_length``): the exchange copies every frame into each. Its
 overflow is ``drop-head``: a stalled model's queue keeps its newest ``max_length`` frames
 (the oldest are dead-lettered) instead of refusing publishes, which would stop every model.
 (Queue arguments cannot change, so a named model's queue is drop-head even while it is the
@@ -313,8 +314,10 @@ class RabbitBroker:
             queue = route.name(s.queue, ".")
             # A named model's queue: a stalled model keeps its newest frames, stops nobody.
             overflow = s.overflow if route.default else "drop-head"
+            limit = route.max_queue or s.max_length
             await rpc(channel.queue_declare, queue=queue, durable=True,
-                      arguments={**arguments, "x-overflow": overflow})  # fmt: skip
+                      arguments={**arguments, "x-overflow": overflow,
+                                 "x-max-length": limit})  # fmt: skip
             for key in self._motion_keys([route]):
                 await rpc(channel.queue_bind, queue=queue, exchange=s.exchange, routing_key=key)
         events = s.events_queue_name
@@ -353,7 +356,7 @@ class RabbitBroker:
             return s.dead_letter_queue, s.max_length
         for route in self._declared or self._routes:
             if any(topic_matches(k, pending.routing_key) for k in self._motion_keys([route])):
-                return route.name(s.queue, "."), s.max_length
+                return route.name(s.queue, "."), route.max_queue or s.max_length
         return s.events_queue_name, s.events_max_length
 
     def _refused(self, pending: PendingPublish) -> str:

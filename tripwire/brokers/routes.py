@@ -26,6 +26,7 @@ class MotionRoute:
 
     model: str = DEFAULT_MODEL
     cameras: tuple[str, ...] = ()  # () = every camera
+    max_queue: int | None = None  # RabbitMQ: its queue's x-max-length; None = the shared one
 
     @property
     def default(self) -> bool:
@@ -58,4 +59,4 @@ def routes_of(config: CamerasFile) -> tuple[MotionRoute, ...]:
     """The routes of a config: one per model of its ``models:`` section, else the default."""
     if not config.models:
         return DEFAULT_ROUTES
-    return tuple(MotionRoute(m.name, tuple(m.cameras)) for m in config.models)
+    return tuple(MotionRoute(m.name, tuple(m.cameras), m.max_queue) for m in config.models)
