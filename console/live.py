@@ -10,7 +10,9 @@ arrives before the events function has written it, so an event not yet in the st
 yet showing the change) is read again every 0.4 s for ~8 s, and sent whenever it changed.
 
 While connected it also reads the detector queue's depth every few seconds and keeps the last
-two hours in memory (``depths``): the scaling page draws it.
+two hours in memory (``depths``): the scaling page draws it. With several models there is no
+one queue to read (:func:`open_live_broker`): the page draws each model's backlog from the
+scaler's timeline instead.
 
 Each browser holds one bounded queue; a browser too slow to read loses its oldest updates,
 never the console's memory.
@@ -28,11 +30,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tripwire.brokers import Broker
+from tripwire.brokers import Broker, open_broker
+from tripwire.brokers.routes import routes_of
+from tripwire.camera_config import CamerasFile
 from tripwire.contract import ALERTS_PREFIX, DETECTIONS_PREFIX, EVENTS_PREFIX
 from tripwire.errors import BrokerError
 from tripwire.eventstore import Store
 from tripwire.eventstore.queries import camera_states, get_event, list_alerts
+from tripwire.settings import BrokerSettings
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +49,15 @@ DEPTH_EVERY_S = 5.0
 END = "end"  # not sent to browsers: the stream closes
 
 Update = tuple[str, dict[str, Any]]
+
+
+def open_live_broker(settings: BrokerSettings, url: str, config: CamerasFile) -> Broker:
+    """The console's broker adapter. With a ``models:`` section it is given every model's
+    route, as the gateway is: it declares the models' consumers or queues, never the default
+    one, which would hold a copy of every frame for no reader (NATS: up to the stream's
+    bounds; RabbitMQ: up to its limit, then its reject-publish refuses frames for all). Its
+    depth is then one model's (one model) or unavailable (several: no single queue)."""
+    return open_broker(settings, url, routes=routes_of(config) if config.models else None)
 
 
 @dataclass

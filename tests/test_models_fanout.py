@@ -15,14 +15,18 @@ import nats
 import pika
 import pytest
 
+from console.live import open_live_broker
 from tests.rabbitmq_admin import admin
 from tests.test_broker_nats import isolated
 from tripwire.brokers.jetstream import JetStreamBroker
 from tripwire.brokers.protocol import Broker
 from tripwire.brokers.rabbitmq import RabbitBroker
-from tripwire.brokers.routes import MotionRoute
+from tripwire.brokers.routes import MotionRoute, routes_of
 from tripwire.brokers.settings import RabbitSettings
+from tripwire.camera_config import parse_config
 from tripwire.contract import FrameMeta, Header
+from tripwire.errors import BrokerError
+from tripwire.settings import BrokerSettings
 
 
 def _frame(seq: int, camera: str = "cam-1") -> dict[str, str]:
@@ -250,3 +254,38 @@ async def test_a_models_own_queue_bound_on_rabbitmq(rabbitmq_url: str, unique: s
         assert await _drain(coco) == list(range(3, 13))
     finally:
         await f.close()
+
+
+async def test_the_consoles_adapter_leaves_no_default_consumer_behind(
+    fan: Callable[..., Fan],
+) -> None:
+    """The console (live updates, queue depth) on a models stream: it declares the models'
+    consumers or queues, not the default one that would keep a copy of every frame for no
+    reader; its depth names no single queue (several models) instead of measuring that one."""
+    f = fan()
+    config = parse_config({
+        "cameras": [{"id": "cam-1", "token_hash": "sha256:" + "ab" * 32}],
+        "models": [{"name": "coco", "weights": "a.pt"}, {"name": "accident", "weights": "b.pt"}],
+    })  # fmt: skip
+    routes = routes_of(config)
+    (gateway,) = await _connected(f, routes, None)
+    settings = BrokerSettings(nats=isolated(f.unique), rabbitmq=f.rabbit)
+    console = open_live_broker(settings, f.url, config)
+    f.made.append(console)
+    await console.connect()
+    await _publish(f, gateway, range(1, 4))
+    with pytest.raises(BrokerError, match="name the model"):
+        await console.depth()
+    coco, accident = await _connected(f, routes, "coco", "accident")
+    assert await _drain(coco) == [1, 2, 3] and await _drain(accident) == [1, 2, 3]
+    if f.kind == "nats":
+        nc = await nats.connect(f.url)
+        try:
+            stream = isolated(f.unique).stream
+            names = {c.name for c in await nc.jetstream().consumers_info(stream)}
+        finally:
+            await nc.close()
+        assert names == {"detector-coco", "detector-accident"}
+        assert await f.stored() == 0  # no consumer holds them for nobody
+    else:
+        assert admin("GET", f"queues/%2F/{quote(f.rabbit.queue, safe='')}") is None

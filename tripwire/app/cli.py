@@ -197,9 +197,9 @@ def _cmd_console(args: argparse.Namespace) -> int:
     )
     broker = None
     if settings.broker.url:  # live updates on the pages; without a broker they reload
-        from tripwire.brokers import open_broker
+        from console.live import open_live_broker
 
-        broker = open_broker(settings.broker, settings.broker.url)  # depth: the motion queue
+        broker = open_live_broker(settings.broker, settings.broker.url, cameras)
     key = (
         settings.session_key.get_secret_value().encode()
         if settings.session_key
