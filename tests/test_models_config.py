@@ -3,6 +3,7 @@ rules name the model they read; a file without it keeps one default model."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -147,8 +148,6 @@ def test_a_reload_swaps_only_the_models_that_changed() -> None:
 
 
 def test_a_models_own_queue_bound_is_for_rabbitmq_and_nats_refuses_it() -> None:
-    from pathlib import Path
-
     from tripwire.brokers.jetstream import JetStreamBroker
     from tripwire.brokers.settings import NatsSettings
     from tripwire.model_manifests import render
@@ -166,3 +165,24 @@ def test_a_models_own_queue_bound_is_for_rabbitmq_and_nats_refuses_it() -> None:
     unbounded = routes_of(parse_config(_file(models=[COCO, ACCIDENT])))
     JetStreamBroker("nats://127.0.0.1:1", NatsSettings(), connect_timeout_s=1,
                     publish_timeout_s=1, routes=unbounded, model="coco")  # fmt: skip
+
+
+def test_cluster_watch_on_a_models_config_needs_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without --model it would read, and so declare, the default consumer or queue, which
+    keeps a copy of every frame for no reader: refused before any connection."""
+    import yaml
+
+    from tripwire.app.cli import main
+
+    path = tmp_path / "cameras.yaml"
+    path.write_text(yaml.safe_dump(_file(models=[COCO, ACCIDENT])))
+    monkeypatch.setenv("TRIPWIRE_CONFIG", str(path))
+    out = tmp_path / "watch.jsonl"
+    argv = ["cluster", "watch", "--broker", "nats://127.0.0.1:1", "--out", str(out)]
+    assert main(argv) == 2
+    assert "declares models (coco, accident): name the one to watch with --model" in (
+        capsys.readouterr().err
+    )
+    assert not out.exists()

@@ -274,6 +274,7 @@ def _cmd_cluster_watch(args: argparse.Namespace) -> int:
     from tripwire.brokers import open_broker, routes_of
     from tripwire.camera_config import load_config
     from tripwire.cluster import watch_cluster
+    from tripwire.errors import ConfigError
     from tripwire.settings import CommonSettings
 
     settings = CommonSettings(**_settings_overrides(args))
@@ -287,7 +288,15 @@ def _cmd_cluster_watch(args: argparse.Namespace) -> int:
         broker = None
         if settings.broker.url:
             # --model: that model's consumer or queue (the config's models section).
-            routes = routes_of(load_config(settings.config_path())) if args.model else None
+            config = load_config(settings.config_path())
+            if config.models and not args.model:
+                # The default consumer or queue would be declared and keep every frame.
+                names = ", ".join(m.name for m in config.models)
+                raise ConfigError(
+                    f"{settings.config_path()} declares models ({names}): name the one to "
+                    "watch with --model (each has its own Deployment and consumer or queue)"
+                )
+            routes = routes_of(config) if args.model else None
             broker = open_broker(
                 settings.broker, settings.broker.url, routes=routes, model=args.model
             )
