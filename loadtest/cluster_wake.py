@@ -40,6 +40,7 @@ from urllib.parse import quote
 import httpx
 
 from tests.cluster_rehearsal import STAGES, rehearsal, rehearse
+from tests.deploy.test_k3s_manifests import CRD_DIR, NAMESPACE, OVERLAYS, build
 from tests.k8s_cluster import (
     Plane,
     create_deployment,
@@ -53,7 +54,6 @@ from tests.k8s_cluster import (
 )
 from tests.k8s_dryrun import dry_run, table
 from tests.rabbitmq_admin import admin as rabbit_admin
-from tests.test_k3s_manifests import CRD_DIR, NAMESPACE, OVERLAYS, build
 from tripwire import contract
 from tripwire.brokers import Broker, open_broker
 from tripwire.brokers.settings import RabbitSettings

@@ -1,5 +1,6 @@
 """Adapters of each broker kind on an isolated topology: the ``kit`` fixture that runs one
-test suite over both adapters (tests/test_broker_contract.py, tests/test_broker_subscribe.py)."""
+test suite over both adapters (tests/brokers/test_broker_contract.py,
+tests/brokers/test_broker_subscribe.py)."""
 
 from __future__ import annotations
 

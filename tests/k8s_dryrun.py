@@ -5,9 +5,9 @@ plane, one object at a time, each with one of four results:
 - ``ok, fields newer than 1.20``: kubectl refuses fields the 1.20 schema lacks (named in
   ``detail``); the object without them (and without what they leave empty: a preStop hook
   whose only handler is the 1.29+ ``sleep``) is accepted by the server. Those fields are
-  checked by the 1.32 schemas of tests/test_k3s_manifests.py (the bootstrap installs 1.32);
+  checked by the 1.32 schemas of tests/deploy/test_k3s_manifests.py (the bootstrap installs 1.32);
 - ``not served``: the 1.20 server has no such API version or kind (policy/v1, autoscaling/v2,
-  a CRD that is not installed): these objects stay on tests/test_k3s_manifests.py's schemas;
+  a CRD that is not installed): these objects stay on tests/deploy/test_k3s_manifests.py's schemas;
 - ``refused``: the server (or kubectl on a field it knows) rejects the object: a defect.
 """
 

@@ -49,7 +49,7 @@ def parse_quantity(value: object) -> float:
 
 
 class _Camel(BaseModel):
-    # KEDA's own fields we do not model are ignored here; tests/test_keda_manifests.py
+    # KEDA's own fields we do not model are ignored here; tests/deploy/test_keda_manifests.py
     # validates the whole object against the CRD.
     model_config = ConfigDict(
         alias_generator=to_camel, populate_by_name=True, extra="ignore", frozen=True

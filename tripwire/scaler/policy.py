@@ -157,8 +157,8 @@ class ScalingPolicy(BaseModel):
 def policy_file(broker: Broker) -> Path:
     """The default ScaledObject of ``broker``: the package's copy of
     deploy/keda/<broker>/scaledobject.yaml (tripwire/scaler/keda/, kept equal to deploy/keda
-    by tests/test_scaler_packaged_policy.py), so a checkout and a wheel read the same file and
-    the package never reaches into the source tree."""
+    by tests/scaler/test_scaler_packaged_policy.py), so a checkout and a wheel read the same file
+    and the package never reaches into the source tree."""
     return PACKAGED / broker / "scaledobject.yaml"
 
 

@@ -26,7 +26,7 @@ RABBITMQ_DEFAULT_QUEUE_LENGTH = 20.0
 
 class _Metadata(BaseModel):
     # Metadata keys KEDA knows but the local scaler does not need are ignored (KEDA ignores
-    # unknown ones too); tests/test_keda_manifests.py checks every key against KEDA's list.
+    # unknown ones too); tests/deploy/test_keda_manifests.py checks every key against KEDA's list.
     model_config = ConfigDict(populate_by_name=True, extra="ignore", frozen=True)
 
     broker: ClassVar[Broker]
