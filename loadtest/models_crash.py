@@ -21,6 +21,7 @@ import os
 import tempfile
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -176,20 +177,33 @@ async def run(home: Path, cooldown_s: int, repeat: int) -> dict[str, Any]:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def home_parser(doc: str, repeat: int) -> argparse.ArgumentParser:
+    """The command line both model runs share: the state folder and how often to push the clip."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("--home", type=Path, help="state folder (default: a fresh temp dir)")
-    parser.add_argument("--cooldown", type=int, default=10, help="each model's cooldown (s)")
-    parser.add_argument("--repeat", type=int, default=1, help="push the clip this many times")
-    args = parser.parse_args()
+    parser.add_argument("--repeat", type=int, default=repeat, help="push the clip this many times")
+    return parser
+
+
+def run_and_print(
+    home: Path | None, run: Callable[[Path], Coroutine[Any, Any, dict[str, Any]]]
+) -> None:
+    """Run in ``home`` (or a fresh temp dir), print the summary and then the replica timeline."""
     with contextlib.ExitStack() as stack:
-        home = args.home or Path(stack.enter_context(tempfile.TemporaryDirectory()))
-        summary = asyncio.run(run(home, args.cooldown, args.repeat))
+        home = home or Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        summary = asyncio.run(run(home))
     timeline = summary.pop("replica_timeline")
     print(json.dumps(summary, indent=1))
     print("replica timeline (s since start, model, desired, running):")
     for row in timeline:
         print("  ", *row)
+
+
+def main() -> None:
+    parser = home_parser(__doc__, repeat=1)
+    parser.add_argument("--cooldown", type=int, default=10, help="each model's cooldown (s)")
+    args = parser.parse_args()
+    run_and_print(args.home, lambda home: run(home, args.cooldown, args.repeat))
 
 
 if __name__ == "__main__":
