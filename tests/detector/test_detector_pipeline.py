@@ -27,6 +27,7 @@ from tests.detector_harness import (
     gray_jpeg,
     labels,
     model,
+    open_wire,
     publish_frames,
     running,
     wait_until,
@@ -158,17 +159,9 @@ async def test_keep_detections_archives_only_frames_with_boxes(
 
 
 @pytest.fixture(params=["nats", "rabbitmq"])
-async def wire(
-    request: pytest.FixtureRequest, nats_url: str, unique: str
-) -> AsyncIterator[NatsWire | RabbitWire]:
-    made: NatsWire | RabbitWire
-    if request.param == "nats":
-        made = NatsWire(nats_url, unique, [f"bus-{unique}"])
-    else:
-        made = RabbitWire(request.getfixturevalue("rabbitmq_url"), unique)
-    await made.open()
-    yield made
-    await made.close()
+async def wire(request: pytest.FixtureRequest, unique: str) -> AsyncIterator[NatsWire | RabbitWire]:
+    async with open_wire(request, unique, f"bus-{unique}") as made:
+        yield made
 
 
 @pytest.fixture
