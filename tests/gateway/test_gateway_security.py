@@ -358,18 +358,11 @@ def test_a_frame_limit_over_the_broker_payload_is_refused_at_start(tmp_path: Pat
     server = EmbeddedNats.start(tmp_path / "nats", max_payload=1 * MiB)
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRIPWIRE_")}
     env |= {"TRIPWIRE_HOME": str(tmp_path / "home"), "PYTHONPATH": str(REPO)}
+    command = [sys.executable, "-m", "tripwire.app.cli", "gateway"]
+    command += ["--broker", server.url, "--port", "0"]
     try:
         done = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "tripwire.app.cli",
-                "gateway",
-                "--broker",
-                server.url,
-                "--port",
-                "0",
-            ],
+            command,
             env=env,
             capture_output=True,
             text=True,
@@ -381,16 +374,7 @@ def test_a_frame_limit_over_the_broker_payload_is_refused_at_start(tmp_path: Pat
         # a limit that fits starts (and is stopped here by the test)
         env["TRIPWIRE_MAX_FRAME_BYTES"] = str(1 * MiB - HEADER_ROOM)
         proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tripwire.app.cli",
-                "gateway",
-                "--broker",
-                server.url,
-                "--port",
-                "0",
-            ],
+            command,
             env=env,
             stderr=subprocess.PIPE,
             text=True,
