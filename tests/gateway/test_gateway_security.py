@@ -26,6 +26,7 @@ import pytest
 from gateway.app import HEADER_ROOM
 from tests.frames import background, jpeg, moving_box_frames, png
 from tests.gateway_server import drain_motion, running_gateway
+from tests.nats_servers import nats_server_in
 from tripwire.camera_config import CamerasFile, parse_config
 from tripwire.contract import FrameMeta
 from tripwire.embedded_nats import EmbeddedNats, free_port
@@ -74,9 +75,8 @@ def _host_port(url: str) -> tuple[str, int]:
 
 @pytest.fixture(scope="module")
 def nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedNats]:
-    server = EmbeddedNats.start(tmp_path_factory.mktemp("sec-nats"))
-    yield server
-    server.stop()
+    with nats_server_in(tmp_path_factory.mktemp("sec-nats")) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
