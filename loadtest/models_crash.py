@@ -25,10 +25,10 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-import cv2
 import httpx
 import yaml
 
+from tests.frames import clip_jpegs
 from tripwire.app.stack import Stack, StackOptions, running_stack
 from tripwire.brokers import Broker, open_broker
 from tripwire.contract import ALERTS_PREFIX, DETECTIONS_PREFIX
@@ -63,15 +63,7 @@ def write_config(home: Path, cooldown_s: int) -> None:
 
 
 def clip_frames(path: Path) -> list[bytes]:
-    cap = cv2.VideoCapture(str(path))
-    frames = []
-    while True:
-        ok, image = cap.read()
-        if not ok:
-            break
-        frames.append(cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 85])[1].tobytes())
-    cap.release()
-    return frames
+    return [data for _, data in clip_jpegs(path)]
 
 
 async def _listen(broker: Broker, subject: str, out: list[dict[str, Any]]) -> None:
