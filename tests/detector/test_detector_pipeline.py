@@ -33,7 +33,7 @@ from tests.detector_harness import (
     wait_until,
 )
 from tests.s3_server import SeaweedS3
-from tripwire.archive import Archive, ArchiveSettings, S3Settings, open_archive
+from tripwire.archive import Archive, ArchiveSettings, open_archive
 from tripwire.archive.local import LocalArchive
 from tripwire.camera_config import CamerasFile
 from tripwire.contract import Header
@@ -166,13 +166,7 @@ async def wire(request: pytest.FixtureRequest, unique: str) -> AsyncIterator[Nat
 
 @pytest.fixture
 async def s3_archive(seaweed_s3: SeaweedS3, unique: str) -> AsyncIterator[Archive]:
-    s3 = S3Settings(
-        endpoint=seaweed_s3.endpoint,
-        bucket=f"det-{unique}",
-        access_key=seaweed_s3.access_key,
-        secret_key=seaweed_s3.secret_key,
-        secure=False,
-    )
+    s3 = seaweed_s3.settings(f"det-{unique}")
     archive = open_archive(ArchiveSettings(backend="s3", s3=s3), Path("."))
     await archive.ensure()
     yield archive
