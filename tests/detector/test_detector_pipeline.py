@@ -58,14 +58,6 @@ async def nats_wire(nats_url: str, unique: str) -> AsyncIterator[NatsWire]:
     await wire.close()
 
 
-@pytest.fixture
-async def local_archive(tmp_path: Path) -> AsyncIterator[LocalArchive]:
-    archive = LocalArchive(tmp_path / "archive", fsync=False)
-    await archive.ensure()
-    yield archive
-    await archive.close()
-
-
 async def settle(wire: NatsWire, detector: Detector, count: int) -> None:
     """Wait until ``count`` frames are acked and nothing is left on the queue."""
     await wait_until(lambda: detector.counts.acked >= count, f"{count} frames acked")
