@@ -14,10 +14,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import httpx
 import yaml
 
+from tests.frames import clip_jpegs
 from tripwire.embedded_nats import free_port
 from tripwire.tokens import hash_token, new_token
 
@@ -36,22 +36,6 @@ class Run:
     operator_token: str
     process: subprocess.Popen[bytes]
     log: Path
-
-
-def clip_jpegs(path: Path, every: int) -> list[bytes]:
-    video = cv2.VideoCapture(str(path))
-    out = []
-    index = 0
-    while True:
-        ok, frame = video.read()
-        if not ok:
-            break
-        if index % every == 0:
-            ok, data = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 85])
-            out.append(bytes(data.tobytes()))
-        index += 1
-    video.release()
-    return out
 
 
 def _ok(url: str) -> bool:
@@ -108,7 +92,7 @@ def running_pipeline(workdir: Path, ready_within_s: float = 180.0) -> Iterator[R
 def push_clip(run: Run, every: int = 2, fps: float = 0.0) -> int:
     """Push the people1 clip as camera ``crossing`` (every ``every``-th frame at ``fps``
     frames/s, or as fast as the gateway takes them when ``fps`` is 0; stamped as sent)."""
-    frames = clip_jpegs(CLIP, every)
+    frames = [data for _, data in clip_jpegs(CLIP, every)]
     started = time.monotonic()
     with httpx.Client(base_url=run.gateway_url, timeout=10) as cam:
         for i, jpeg in enumerate(frames):

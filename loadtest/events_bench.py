@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import random
 import tempfile
@@ -25,9 +24,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psycopg
-
 from functions.events.worker import EventsFunction
+from tests.events_db import fresh_database
 from tripwire.alert_rules import AlertRule
 from tripwire.brokers import Broker, open_broker
 from tripwire.camera_config import CameraConfig, CamerasFile
@@ -45,7 +43,6 @@ from tripwire.eventstore import Store
 from tripwire.settings import BrokerSettings, EventsSettings
 
 S = 1_000_000_000
-POSTGRES_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 LABELS = ["person", "car", "bicycle", "dog", "truck"]
 
 
@@ -133,21 +130,6 @@ def config(cameras: int) -> CamerasFile:
     )
 
 
-@contextlib.contextmanager
-def database(kind: str, folder: Path) -> Iterator[str]:
-    if kind == "sqlite":
-        yield f"sqlite:///{folder / 'events.db'}"
-        return
-    name = f"tw_bench_{int(time.time())}"
-    with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 async def publish_all(broker: Broker, messages: list[tuple[str, bytes]]) -> None:
     for start in range(0, len(messages), 200):
         chunk = messages[start : start + 200]
@@ -164,7 +146,10 @@ async def publish_all(broker: Broker, messages: list[tuple[str, bytes]]) -> None
 
 
 async def run_one(kind: str, args: argparse.Namespace) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory() as tmp, database(kind, Path(tmp)) as url:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        fresh_database(kind, Path(tmp), prefix="tw_bench") as url,
+    ):
         nats = EmbeddedNats.start(Path(tmp) / "nats")
         store = Store(url)
         try:

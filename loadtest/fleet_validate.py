@@ -45,6 +45,7 @@ import yaml
 
 from tripwire import timeline
 from tripwire.app.energy.account import account
+from tripwire.app.energy.bench import stack_probes
 from tripwire.app.energy.workload import ModeRun, Tally
 from tripwire.app.stack import Stack, StackOptions, running_stack
 from tripwire.brokers import open_broker
@@ -185,12 +186,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         sampler = Sampler.from_settings(
             MetricsSettings(interval_s=SAMPLE_S, jsonl=samples, uss_every=5),
             processes=lambda: _processes(stack),
-            probes={
-                "replicas": lambda: stack.replicas,
-                "queue_depth": lambda: stack.scaler.last_metric,
-                "workers": lambda: len(_processes(stack).get("detector", [])),
-                "processed": lambda: len(tally.processed),
-            },
+            probes=stack_probes(stack, tally),
         )
         stop = asyncio.Event()
         sampling = asyncio.create_task(sampler.run(stop))

@@ -21,13 +21,14 @@ import os
 import tempfile
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-import cv2
 import httpx
 import yaml
 
+from tests.frames import clip_jpegs
 from tripwire.app.stack import Stack, StackOptions, running_stack
 from tripwire.brokers import Broker, open_broker
 from tripwire.contract import ALERTS_PREFIX, DETECTIONS_PREFIX
@@ -62,15 +63,7 @@ def write_config(home: Path, cooldown_s: int) -> None:
 
 
 def clip_frames(path: Path) -> list[bytes]:
-    cap = cv2.VideoCapture(str(path))
-    frames = []
-    while True:
-        ok, image = cap.read()
-        if not ok:
-            break
-        frames.append(cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 85])[1].tobytes())
-    cap.release()
-    return frames
+    return [data for _, data in clip_jpegs(path)]
 
 
 async def _listen(broker: Broker, subject: str, out: list[dict[str, Any]]) -> None:
@@ -176,20 +169,33 @@ async def run(home: Path, cooldown_s: int, repeat: int) -> dict[str, Any]:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def home_parser(doc: str, repeat: int) -> argparse.ArgumentParser:
+    """The command line both model runs share: the state folder and how often to push the clip."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("--home", type=Path, help="state folder (default: a fresh temp dir)")
-    parser.add_argument("--cooldown", type=int, default=10, help="each model's cooldown (s)")
-    parser.add_argument("--repeat", type=int, default=1, help="push the clip this many times")
-    args = parser.parse_args()
+    parser.add_argument("--repeat", type=int, default=repeat, help="push the clip this many times")
+    return parser
+
+
+def run_and_print(
+    home: Path | None, run: Callable[[Path], Coroutine[Any, Any, dict[str, Any]]]
+) -> None:
+    """Run in ``home`` (or a fresh temp dir), print the summary and then the replica timeline."""
     with contextlib.ExitStack() as stack:
-        home = args.home or Path(stack.enter_context(tempfile.TemporaryDirectory()))
-        summary = asyncio.run(run(home, args.cooldown, args.repeat))
+        home = home or Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        summary = asyncio.run(run(home))
     timeline = summary.pop("replica_timeline")
     print(json.dumps(summary, indent=1))
     print("replica timeline (s since start, model, desired, running):")
     for row in timeline:
         print("  ", *row)
+
+
+def main() -> None:
+    parser = home_parser(__doc__, repeat=1)
+    parser.add_argument("--cooldown", type=int, default=10, help="each model's cooldown (s)")
+    args = parser.parse_args()
+    run_and_print(args.home, lambda home: run(home, args.cooldown, args.repeat))
 
 
 if __name__ == "__main__":

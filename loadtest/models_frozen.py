@@ -17,13 +17,9 @@ model while frozen, and what the frozen model lost beyond the bound.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import contextlib
-import json
 import os
 import signal
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -31,7 +27,16 @@ from typing import Any
 import httpx
 import yaml
 
-from loadtest.models_crash import ACCIDENT, CLIP, COCO, _listen, _timeline, clip_frames
+from loadtest.models_crash import (
+    ACCIDENT,
+    CLIP,
+    COCO,
+    _listen,
+    _timeline,
+    clip_frames,
+    home_parser,
+    run_and_print,
+)
 from tripwire.app.stack import StackOptions, running_stack
 from tripwire.brokers import open_broker, routes_of
 from tripwire.camera_config import load_config
@@ -155,19 +160,10 @@ async def run(home: Path, max_msgs: int, repeat: int) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--home", type=Path, help="state folder (default: a fresh temp dir)")
+    parser = home_parser(__doc__, repeat=3)
     parser.add_argument("--max-msgs", type=int, default=40, help="the stream's / queues' bound")
-    parser.add_argument("--repeat", type=int, default=3, help="push the clip this many times")
     args = parser.parse_args()
-    with contextlib.ExitStack() as stack:
-        home = args.home or Path(stack.enter_context(tempfile.TemporaryDirectory()))
-        summary = asyncio.run(run(home, args.max_msgs, args.repeat))
-    timeline = summary.pop("replica_timeline")
-    print(json.dumps(summary, indent=1))
-    print("replica timeline (s since start, model, desired, running):")
-    for row in timeline:
-        print("  ", *row)
+    run_and_print(args.home, lambda home: run(home, args.max_msgs, args.repeat))
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import pytest
 
 from tests.events_db import DIALECTS, empty_tables, fresh_database
 from tests.k8s_cluster import K8S_TOOLKIT, Plane, PlaneError, running_plane
+from tests.nats_servers import nats_server_in
 from tests.s3_server import SeaweedS3
 from tripwire.embedded_nats import EmbeddedNats
 from tripwire.eventstore import Store
@@ -22,14 +23,22 @@ RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
 
 @pytest.fixture(scope="session")
 def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedNats]:
-    server = EmbeddedNats.start(tmp_path_factory.mktemp("nats"))
-    yield server
-    server.stop()
+    with nats_server_in(tmp_path_factory.mktemp("nats")) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")
 def nats_url(nats_server: EmbeddedNats) -> str:
     return nats_server.url
+
+
+@pytest.fixture(scope="module")
+def module_nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A nats-server of the test module's own, for tests whose processes declare the default
+    streams (TRIPWIRE_MOTION on tripwire.motion.>), which would overlap other modules' test
+    streams on the session's server."""
+    with nats_server_in(tmp_path_factory.mktemp("nats")) as server:
+        yield server.url
 
 
 @pytest.fixture(scope="session")

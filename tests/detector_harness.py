@@ -498,6 +498,22 @@ class RabbitWire:
             await asyncio.to_thread(rabbit_admin_delete, "exchanges", exchange)
 
 
+@contextlib.asynccontextmanager
+async def open_wire(
+    request: pytest.FixtureRequest, unique: str, camera: str
+) -> AsyncIterator[NatsWire | RabbitWire]:
+    """The wire that a fixture's param names ("nats" or "rabbitmq"), opened; on NATS with the
+    streams of ``camera``."""
+    made: NatsWire | RabbitWire
+    if request.param == "nats":
+        made = NatsWire(request.getfixturevalue("nats_url"), unique, [camera])
+    else:
+        made = RabbitWire(request.getfixturevalue("rabbitmq_url"), unique)
+    await made.open()
+    yield made
+    await made.close()
+
+
 # -- results ---------------------------------------------------------------------------------
 
 

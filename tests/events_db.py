@@ -24,13 +24,14 @@ def postgres_up() -> None:
 
 
 @contextlib.contextmanager
-def fresh_database(dialect: str, tmp_path: Path) -> Iterator[str]:
-    """The URL of an empty database, dropped afterwards."""
+def fresh_database(dialect: str, tmp_path: Path, prefix: str = "tw_test") -> Iterator[str]:
+    """The URL of an empty database (on PostgreSQL named ``prefix`` and a random suffix),
+    dropped afterwards."""
     if dialect == "sqlite":
         yield f"sqlite:///{tmp_path / 'events.db'}"
         return
     postgres_up()
-    name = f"tw_test_{uuid.uuid4().hex[:12]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
     try:

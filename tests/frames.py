@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 
@@ -45,4 +47,23 @@ def moving_box_frames(n: int, seed: int = 7, size: tuple[int, int] = (120, 260))
         x = 100 + i * 40
         cv2.rectangle(frame, (x, 300), (x + w, 300 + h), (20, 20, 20), -1)
         out.append(jpeg(frame))
+    return out
+
+
+def clip_jpegs(path: Path, every: int = 1) -> list[tuple[float, bytes]]:
+    """(seconds into the clip, JPEG at quality 85) of every ``every``-th frame of a video."""
+    video = cv2.VideoCapture(str(path))
+    fps = video.get(cv2.CAP_PROP_FPS) or 24.0
+    out = []
+    index = 0
+    while True:
+        ok, frame = video.read()
+        if not ok:
+            break
+        if index % every == 0:
+            ok, data = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 85])
+            assert ok
+            out.append((index / fps, bytes(data.tobytes())))
+        index += 1
+    video.release()
     return out

@@ -23,9 +23,12 @@ import sysconfig
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import urllib3
 from minio import Minio
+
+from tripwire.archive.settings import S3Settings
 
 # Every listening port of `weed mini`, by its flag. Each gRPC port is its HTTP port + 10000:
 # that is the default, and the maintenance worker inside mini dials the admin server there
@@ -86,6 +89,17 @@ class SeaweedS3:
     @property
     def log_path(self) -> Path:
         return self.data_dir / "weed.log"
+
+    def settings(self, bucket: str, **overrides: Any) -> S3Settings:
+        """The archive's settings for ``bucket`` on this server (plain http)."""
+        return S3Settings(
+            endpoint=self.endpoint,
+            bucket=bucket,
+            access_key=self.access_key,
+            secret_key=self.secret_key,
+            secure=False,
+            **overrides,
+        )
 
     def client(self, timeout: float = 2.0) -> Minio:
         """A raw minio client for assertions that go around the adapter under test."""

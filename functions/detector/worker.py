@@ -33,7 +33,7 @@ from functions.detector.model import Image, Prediction, Predictor
 from functions.detector.results import encode, result_document
 from tripwire import timeline
 from tripwire.archive import Archive, detections_key, frame_key
-from tripwire.brokers import Broker, Message
+from tripwire.brokers import Broker, Message, holding
 from tripwire.camera_config import CameraConfig, CamerasFile
 from tripwire.contract import FrameMeta, Header, detections_subject
 from tripwire.errors import (
@@ -319,10 +319,7 @@ class Detector:
             if self.stopping:
                 await self._release([message], reason="stopping during an outage")
                 raise _Released from None
-            with contextlib.suppress(BrokerError):
-                await message.in_progress()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), wait_s)
+            await holding.hold([message], self._stopping, wait_s)
 
         return await retry(
             op,
@@ -335,15 +332,9 @@ class Detector:
         )
 
     async def _dead(self, message: Message, reason: str) -> None:
-        log.warning("dead-lettering %s: %s", message.subject, reason)
-        kind = reason.split(":")[0].split(" ")[0]
-        try:
-            await message.term(reason)
-        except BrokerError as exc:  # not acked either: it comes back and is judged again
-            log.warning("dead-letter failed (%s); the message stays on the queue", exc)
-            return
-        self.counts.dead += 1
-        self.metrics.dead_letters.labels(kind).inc()
+        if await holding.dead_letter(message, reason):
+            self.counts.dead += 1
+            self.metrics.dead_letters.labels(reason.split(":")[0].split(" ")[0]).inc()
 
     async def _release(self, messages: Sequence[Message], reason: str = "stopping") -> None:
         for message in messages:

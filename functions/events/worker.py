@@ -25,7 +25,7 @@ from functions.events.documents import Links, alert_document, encode, event_noti
 from functions.events.metrics import EventsMetrics
 from functions.events.mqtt import MqttNotifier
 from functions.events.webhook import Webhook
-from tripwire.brokers import Broker, Message
+from tripwire.brokers import Broker, Message, holding
 from tripwire.camera_config import CamerasFile
 from tripwire.contract import Header, alerts_subject
 from tripwire.errors import BrokerError, ContractError, StoreError, StoreUnavailable
@@ -213,11 +213,7 @@ class EventsFunction:
                     with contextlib.suppress(BrokerError):
                         await message.nak()
                 raise _Released from None
-            for message, _ in parsed:
-                with contextlib.suppress(BrokerError):
-                    await message.in_progress()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), wait_s)
+            await holding.hold((message for message, _ in parsed), self._stopping, wait_s)
 
         return await retry(
             lambda: asyncio.to_thread(op),
@@ -299,14 +295,9 @@ class EventsFunction:
         return ended, list(unsent)
 
     async def _dead(self, message: Message, reason: str) -> None:
-        log.warning("dead-lettering %s: %s", message.subject, reason)
-        try:
-            await message.term(reason)
-        except BrokerError as exc:
-            log.warning("dead-letter failed (%s); the message stays on the queue", exc)
-            return
-        self.counts.dead += 1
-        self.metrics.dead_letters.inc()
+        if await holding.dead_letter(message, reason):
+            self.counts.dead += 1
+            self.metrics.dead_letters.inc()
 
 
 class _Released(Exception):

@@ -12,7 +12,7 @@ import pytest
 
 from tests import frames
 from tests.s3_server import SeaweedS3
-from tripwire.archive import Archive, S3Settings, frame_key
+from tripwire.archive import Archive, frame_key
 from tripwire.archive.local import LocalArchive
 from tripwire.archive.s3 import S3Archive
 from tripwire.errors import ArchiveError, ArchiveUnavailable
@@ -32,14 +32,7 @@ async def archive(
         opened = LocalArchive(tmp_path / "archive", fsync=True)
     else:
         server: SeaweedS3 = request.getfixturevalue("seaweed_s3")
-        settings = S3Settings(
-            endpoint=server.endpoint,
-            bucket=f"c-{unique}",
-            access_key=server.access_key,
-            secret_key=server.secret_key,
-            secure=False,
-        )
-        opened = S3Archive(settings, retry_max_s=5)
+        opened = S3Archive(server.settings(f"c-{unique}"), retry_max_s=5)
     await opened.ensure()
     yield opened
     await opened.close()

@@ -30,7 +30,7 @@ from tests.detector_harness import (
     wait_until,
 )
 from tests.s3_server import SeaweedS3
-from tripwire.archive import ArchiveSettings, S3Settings, open_archive
+from tripwire.archive import ArchiveSettings, open_archive
 from tripwire.archive.local import LocalArchive
 from tripwire.camera_config import CamerasFile
 from tripwire.settings import DetectorSettings
@@ -154,15 +154,7 @@ async def test_s3_outage_holds_every_frame_until_it_is_back(
 ) -> None:
     camera = f"s3o-{unique}"
     n = 16
-    s3 = S3Settings(
-        endpoint=own_s3.endpoint,
-        bucket=f"out-{unique}",
-        access_key=own_s3.access_key,
-        secret_key=own_s3.secret_key,
-        secure=False,
-        connect_timeout_s=1,
-        read_timeout_s=5,
-    )
+    s3 = own_s3.settings(f"out-{unique}", connect_timeout_s=1, read_timeout_s=5)
     # Few, fast adapter retries: the outage reaches the detector's own hold-and-retry loop.
     archive_settings = ArchiveSettings(
         backend="s3", s3=s3, retry_attempts=2, retry_max_s=2, retry_backoff_s=0.05

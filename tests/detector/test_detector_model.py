@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -81,14 +80,6 @@ def test_missing_weights_are_a_clear_error(tmp_path: Path) -> None:
 # -- parity ----------------------------------------------------------------------------------
 
 
-@pytest.fixture
-async def archive(tmp_path: Path) -> AsyncIterator[LocalArchive]:
-    made = LocalArchive(tmp_path / "archive", fsync=False)
-    await made.ensure()
-    yield made
-    await made.close()
-
-
 def _match(
     got: list[dict[str, Any]], want: list[dict[str, Any]], where: str
 ) -> list[tuple[float, float]]:
@@ -111,7 +102,7 @@ def _match(
 
 
 async def test_pipeline_detections_equal_a_direct_predict(
-    nats_url: str, unique: str, archive: LocalArchive, tmp_path: Path, shared_data: Path
+    nats_url: str, unique: str, local_archive: LocalArchive, tmp_path: Path, shared_data: Path
 ) -> None:
     from ultralytics import YOLO
 
@@ -123,7 +114,7 @@ async def test_pipeline_detections_equal_a_direct_predict(
     wire = NatsWire(nats_url, unique, [camera])
     await wire.open()
     try:
-        detector = Detector(settings, CamerasFile(), wire.broker, archive, coco)
+        detector = Detector(settings, CamerasFile(), wire.broker, local_archive, coco)
         await publish_frames(wire.broker, camera, frames)
         async with running(detector):
             await wait_until(lambda: detector.counts.acked == len(frames), "all frames acked")

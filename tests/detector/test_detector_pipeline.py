@@ -27,12 +27,13 @@ from tests.detector_harness import (
     gray_jpeg,
     labels,
     model,
+    open_wire,
     publish_frames,
     running,
     wait_until,
 )
 from tests.s3_server import SeaweedS3
-from tripwire.archive import Archive, ArchiveSettings, S3Settings, open_archive
+from tripwire.archive import Archive, ArchiveSettings, open_archive
 from tripwire.archive.local import LocalArchive
 from tripwire.camera_config import CamerasFile
 from tripwire.contract import Header
@@ -55,14 +56,6 @@ async def nats_wire(nats_url: str, unique: str) -> AsyncIterator[NatsWire]:
     await wire.open()
     yield wire
     await wire.close()
-
-
-@pytest.fixture
-async def local_archive(tmp_path: Path) -> AsyncIterator[LocalArchive]:
-    archive = LocalArchive(tmp_path / "archive", fsync=False)
-    await archive.ensure()
-    yield archive
-    await archive.close()
 
 
 async def settle(wire: NatsWire, detector: Detector, count: int) -> None:
@@ -158,28 +151,14 @@ async def test_keep_detections_archives_only_frames_with_boxes(
 
 
 @pytest.fixture(params=["nats", "rabbitmq"])
-async def wire(
-    request: pytest.FixtureRequest, nats_url: str, unique: str
-) -> AsyncIterator[NatsWire | RabbitWire]:
-    made: NatsWire | RabbitWire
-    if request.param == "nats":
-        made = NatsWire(nats_url, unique, [f"bus-{unique}"])
-    else:
-        made = RabbitWire(request.getfixturevalue("rabbitmq_url"), unique)
-    await made.open()
-    yield made
-    await made.close()
+async def wire(request: pytest.FixtureRequest, unique: str) -> AsyncIterator[NatsWire | RabbitWire]:
+    async with open_wire(request, unique, f"bus-{unique}") as made:
+        yield made
 
 
 @pytest.fixture
 async def s3_archive(seaweed_s3: SeaweedS3, unique: str) -> AsyncIterator[Archive]:
-    s3 = S3Settings(
-        endpoint=seaweed_s3.endpoint,
-        bucket=f"det-{unique}",
-        access_key=seaweed_s3.access_key,
-        secret_key=seaweed_s3.secret_key,
-        secure=False,
-    )
+    s3 = seaweed_s3.settings(f"det-{unique}")
     archive = open_archive(ArchiveSettings(backend="s3", s3=s3), Path("."))
     await archive.ensure()
     yield archive

@@ -17,6 +17,7 @@ from tests.detector_harness import (
     StandInModel,
     documents,
     meta_for,
+    open_wire,
     publish_frames,
 )
 from tripwire.archive.local import LocalArchive
@@ -37,17 +38,9 @@ REASONS = {
 
 
 @pytest.fixture(params=["nats", "rabbitmq"])
-async def wire(
-    request: pytest.FixtureRequest, nats_url: str, unique: str
-) -> AsyncIterator[NatsWire | RabbitWire]:
-    made: NatsWire | RabbitWire
-    if request.param == "nats":
-        made = NatsWire(nats_url, unique, [f"poi-{unique}"])
-    else:
-        made = RabbitWire(request.getfixturevalue("rabbitmq_url"), unique)
-    await made.open()
-    yield made
-    await made.close()
+async def wire(request: pytest.FixtureRequest, unique: str) -> AsyncIterator[NatsWire | RabbitWire]:
+    async with open_wire(request, unique, f"poi-{unique}") as made:
+        yield made
 
 
 async def test_poison_is_dead_lettered_with_its_reason_and_never_retried(

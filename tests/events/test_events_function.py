@@ -23,7 +23,7 @@ from pydantic import BaseModel
 from functions.events.mqtt import MqttNotifier
 from functions.events.webhook import Webhook
 from functions.events.worker import EventsFunction
-from tests.detector_harness import NatsWire, RabbitWire, wait_until
+from tests.detector_harness import NatsWire, RabbitWire, open_wire, wait_until
 from tests.event_factory import T0, S, closed, opened, result
 from tests.events_db import fresh_database
 from tripwire.alert_rules import AlertRule
@@ -62,14 +62,8 @@ def settings(tmp_path: Path, **overrides: Any) -> EventsSettings:
 
 @pytest.fixture(params=["nats", "rabbitmq"])
 async def wire(request: pytest.FixtureRequest, unique: str) -> AsyncIterator[NatsWire | RabbitWire]:
-    made: NatsWire | RabbitWire
-    if request.param == "nats":
-        made = NatsWire(request.getfixturevalue("nats_url"), unique, [f"ev-{unique}"])
-    else:
-        made = RabbitWire(request.getfixturevalue("rabbitmq_url"), unique)
-    await made.open()
-    yield made
-    await made.close()
+    async with open_wire(request, unique, f"ev-{unique}") as made:
+        yield made
 
 
 async def send(broker: Broker, message: BaseModel, message_id: str) -> None:

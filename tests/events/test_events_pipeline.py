@@ -12,13 +12,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-import cv2
 import httpx
 import pytest
 import yaml
 
 from tests.detector_harness import TFLITE, need_ultralytics
 from tests.events.test_events_function import mqtt_listener, webhook_server  # noqa: F401
+from tests.frames import clip_jpegs
 from tripwire.embedded_nats import free_port
 from tripwire.tokens import hash_token, new_token
 
@@ -28,21 +28,7 @@ T0 = 1_765_000_000_000_000_000
 
 def clip_frames(path: Path, every: int) -> list[tuple[int, bytes]]:
     """(capture_ns, JPEG) of every ``every``-th frame, capture times as the clip plays."""
-    video = cv2.VideoCapture(str(path))
-    fps = video.get(cv2.CAP_PROP_FPS) or 24.0
-    out = []
-    index = 0
-    while True:
-        ok, frame = video.read()
-        if not ok:
-            break
-        if index % every == 0:
-            ok, data = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 85])
-            assert ok
-            out.append((T0 + int(index / fps * 1e9), bytes(data.tobytes())))
-        index += 1
-    video.release()
-    return out
+    return [(T0 + int(at_s * 1e9), data) for at_s, data in clip_jpegs(path, every)]
 
 
 def wait_for(check: Any, what: str, within: float) -> Any:

@@ -26,6 +26,7 @@ import pytest
 from gateway.app import HEADER_ROOM
 from tests.frames import background, jpeg, moving_box_frames, png
 from tests.gateway_server import drain_motion, running_gateway
+from tests.nats_servers import nats_server_in
 from tripwire.camera_config import CamerasFile, parse_config
 from tripwire.contract import FrameMeta
 from tripwire.embedded_nats import EmbeddedNats, free_port
@@ -74,9 +75,8 @@ def _host_port(url: str) -> tuple[str, int]:
 
 @pytest.fixture(scope="module")
 def nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedNats]:
-    server = EmbeddedNats.start(tmp_path_factory.mktemp("sec-nats"))
-    yield server
-    server.stop()
+    with nats_server_in(tmp_path_factory.mktemp("sec-nats")) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
@@ -358,18 +358,11 @@ def test_a_frame_limit_over_the_broker_payload_is_refused_at_start(tmp_path: Pat
     server = EmbeddedNats.start(tmp_path / "nats", max_payload=1 * MiB)
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRIPWIRE_")}
     env |= {"TRIPWIRE_HOME": str(tmp_path / "home"), "PYTHONPATH": str(REPO)}
+    command = [sys.executable, "-m", "tripwire.app.cli", "gateway"]
+    command += ["--broker", server.url, "--port", "0"]
     try:
         done = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "tripwire.app.cli",
-                "gateway",
-                "--broker",
-                server.url,
-                "--port",
-                "0",
-            ],
+            command,
             env=env,
             capture_output=True,
             text=True,
@@ -381,16 +374,7 @@ def test_a_frame_limit_over_the_broker_payload_is_refused_at_start(tmp_path: Pat
         # a limit that fits starts (and is stopped here by the test)
         env["TRIPWIRE_MAX_FRAME_BYTES"] = str(1 * MiB - HEADER_ROOM)
         proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tripwire.app.cli",
-                "gateway",
-                "--broker",
-                server.url,
-                "--port",
-                "0",
-            ],
+            command,
             env=env,
             stderr=subprocess.PIPE,
             text=True,

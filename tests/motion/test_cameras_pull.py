@@ -26,22 +26,12 @@ import pytest
 from functions.motion.pull import Backoff, PullState, iter_frames
 from tripwire.brokers import open_broker
 from tripwire.contract import WAKE_SUBJECT, FrameMeta
-from tripwire.embedded_nats import EmbeddedNats, free_port
+from tripwire.embedded_nats import free_port
 from tripwire.settings import BrokerSettings
 
 REPO = Path(__file__).resolve().parents[2]
 SYSTEM_PYTHON = "/usr/bin/python3"
 HASH = "sha256:" + "0" * 64
-
-
-@pytest.fixture(scope="module")
-def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A nats-server of this module's own: its processes declare the default streams
-    (TRIPWIRE_MOTION on tripwire.motion.>), which would overlap other modules' test streams
-    on the session's server."""
-    server = EmbeddedNats.start(tmp_path_factory.mktemp("nats"))
-    yield server.url
-    server.stop()
 
 
 def _gst_rtsp_available() -> bool:
@@ -152,7 +142,7 @@ def _metric(text: str, name: str, camera: str) -> float:
 
 
 async def test_tripwire_cameras_survives_a_restart_and_publishes_and_wakes(
-    rtsp: RtspServer, nats_url: str, tmp_path: Path, unique: str
+    rtsp: RtspServer, module_nats_url: str, tmp_path: Path, unique: str
 ) -> None:
     camera = f"cam-{unique}"[:63]
     config = tmp_path / "cameras.yaml"
@@ -161,7 +151,7 @@ async def test_tripwire_cameras_survives_a_restart_and_publishes_and_wakes(
         f"    source: {{url: '{rtsp.url}', fps: 10}}\n"
         "    motion: {analysis_fps: 0, max_publish_fps: 100}\n"
     )
-    broker = open_broker(BrokerSettings(), nats_url)
+    broker = open_broker(BrokerSettings(), module_nats_url)
     await broker.connect()
     wakes: list[str] = []
 
@@ -177,7 +167,15 @@ async def test_tripwire_cameras_survives_a_restart_and_publishes_and_wakes(
     wakes.clear()
 
     port = free_port()
-    args = ["cameras", "--config", str(config), "--broker", nats_url, "--metrics-port", str(port)]
+    args = [
+        "cameras",
+        "--config",
+        str(config),
+        "--broker",
+        module_nats_url,
+        "--metrics-port",
+        str(port),
+    ]
     process = _tripwire(args, tmp_path / "home", tmp_path / "cameras.log", subprocess.DEVNULL)
     metrics = f"http://127.0.0.1:{port}/metrics"
 
@@ -238,13 +236,21 @@ async def test_tripwire_cameras_survives_a_restart_and_publishes_and_wakes(
 
 
 def test_tripwire_motion_does_not_exit_when_the_stream_drops(
-    rtsp: RtspServer, nats_url: str, tmp_path: Path
+    rtsp: RtspServer, module_nats_url: str, tmp_path: Path
 ) -> None:
     """The reported failure: `tripwire motion` exited 2 ("no frame after 179") on a restart."""
     config = tmp_path / "cameras.yaml"
     config.write_text(f"cameras:\n  - id: cam-motion\n    token_hash: '{HASH}'\n")
     log = tmp_path / "motion.log"
-    args = ["motion", "--config", str(config), "--broker", nats_url, "--camera", "cam-motion"]
+    args = [
+        "motion",
+        "--config",
+        str(config),
+        "--broker",
+        module_nats_url,
+        "--camera",
+        "cam-motion",
+    ]
     args += ["--source", rtsp.url, "--max-frames", "60"]
     process = _tripwire(args, tmp_path / "home", log, subprocess.PIPE)
     _until(lambda: "connected rtsp" in log.read_text(), 60, "connected")

@@ -22,22 +22,11 @@ from pathlib import Path
 import pytest
 
 from tripwire.app.stack import StackError, StackOptions, _listens_on, running_stack
-from tripwire.embedded_nats import EmbeddedNats
 from tripwire.errors import MODEL_UNAVAILABLE_EXIT
 from tripwire.scaler.executor import WorkerFatal, WorkerPool
 from tripwire.settings import DetectorSettings, GatewaySettings
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A nats-server of this module's own: its processes declare the default streams
-    (TRIPWIRE_MOTION on tripwire.motion.>), which would overlap other modules' test streams
-    on the session's server."""
-    server = EmbeddedNats.start(tmp_path_factory.mktemp("nats"))
-    yield server.url
-    server.stop()
 
 
 def _crasher(code: int, cause: str) -> list[str]:
@@ -119,8 +108,12 @@ def _up(args: list[str], home: Path) -> subprocess.Popen[str]:
     )
 
 
-def test_up_without_weights_stops_at_once_with_the_error(tmp_path: Path, nats_url: str) -> None:
-    process = _up(["--broker", nats_url, "--port", "0", "--weights", "nowhere/yolo.pt"], tmp_path)
+def test_up_without_weights_stops_at_once_with_the_error(
+    tmp_path: Path, module_nats_url: str
+) -> None:
+    process = _up(
+        ["--broker", module_nats_url, "--port", "0", "--weights", "nowhere/yolo.pt"], tmp_path
+    )
     try:
         _, err = process.communicate(timeout=60)
     finally:
@@ -130,7 +123,7 @@ def test_up_without_weights_stops_at_once_with_the_error(tmp_path: Path, nats_ur
     assert "tripwire up: weights 'nowhere/yolo.pt' not found" in err
 
 
-def test_up_stops_when_a_worker_cannot_load_its_model(tmp_path: Path, nats_url: str) -> None:
+def test_up_stops_when_a_worker_cannot_load_its_model(tmp_path: Path, module_nats_url: str) -> None:
     """The weights exist but are no model: the first worker (started by a wake) exits with
     MODEL_UNAVAILABLE_EXIT, and ``up`` stops with the worker's own error."""
     from tripwire.brokers import open_broker
@@ -138,10 +131,10 @@ def test_up_stops_when_a_worker_cannot_load_its_model(tmp_path: Path, nats_url: 
 
     weights = tmp_path / "broken.pt"
     weights.write_bytes(b"this is not a checkpoint")
-    process = _up(["--broker", nats_url, "--port", "0", "--weights", str(weights)], tmp_path)
+    process = _up(["--broker", module_nats_url, "--port", "0", "--weights", str(weights)], tmp_path)
 
     async def wake_until_exit() -> None:
-        broker = open_broker(GatewaySettings().broker, nats_url)
+        broker = open_broker(GatewaySettings().broker, module_nats_url)
         await broker.connect()
         try:
             while process.poll() is None:
@@ -194,11 +187,11 @@ def impostor() -> Iterator[_Impostor]:
 
 
 async def test_up_on_a_busy_port_is_refused(
-    tmp_path: Path, nats_url: str, impostor: _Impostor, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, module_nats_url: str, impostor: _Impostor, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     for name in [n for n in os.environ if n.startswith("TRIPWIRE_")]:
         monkeypatch.delenv(name)
-    broker = {"url": nats_url}
+    broker = {"url": module_nats_url}
     options = StackOptions(
         GatewaySettings(home=tmp_path, port=impostor.port, broker=broker),
         DetectorSettings(home=tmp_path, weights="yolo11n.yaml", broker=broker),

@@ -82,6 +82,18 @@ async def test_crashed_worker_is_replaced(tmp_path: Path) -> None:
     await pool.stop_all()
 
 
+DETECTOR = [
+    sys.executable,
+    "-m",
+    "tripwire.app.cli",
+    "detector",
+    "--weights",
+    "yolo11n.yaml",
+    "--metrics-port",
+    "0",
+]
+
+
 def _fast_policy(tmp_path: Path) -> Path:
     doc = yaml.safe_load(policy_file("nats").read_text())
     spec = doc["spec"]
@@ -108,17 +120,7 @@ async def test_replicas_follow_a_burst_from_zero_to_n_and_back(tmp_path: Path) -
         "TRIPWIRE_BATCH_SIZE": "2",
     }
     env.pop("TRIPWIRE_CONFIG", None)
-    command = [
-        sys.executable,
-        "-m",
-        "tripwire.app.cli",
-        "detector",
-        "--weights",
-        "yolo11n.yaml",
-        "--metrics-port",
-        "0",
-    ]
-    pool = WorkerPool(command, env, 20.0, home / "logs")
+    pool = WorkerPool(DETECTOR, env, 20.0, home / "logs")
     broker = open_broker(BrokerSettings(), nats.url)
     await broker.connect()
     timeline: list[tuple[float, int]] = []
@@ -129,23 +131,11 @@ async def test_replicas_follow_a_burst_from_zero_to_n_and_back(tmp_path: Path) -
         await asyncio.sleep(1.5)
         assert scaler.replicas == 0 and pool.running == 0, "idle: no worker"
         frames = 24
-        body = _jpeg()
         start = time.monotonic()
         # The idle state is the timeline's first point: the scaler may wake while the
         # frames are still being published, before the loop below first looks.
         timeline.append((0.0, 0))
-        for seq in range(frames):
-            meta = FrameMeta(
-                camera="cam-1",
-                seq=seq,
-                capture_ns=1_795_000_000_000_000_000 + seq,
-                receive_ns=time.time_ns(),
-                width=320,
-                height=240,
-                content_type="image/jpeg",
-                motion_score=0.1,
-            )
-            await broker.publish(meta.subject, body, meta.to_headers())
+        await _publish(broker, "cam-1", frames)
         deadline = time.monotonic() + 200
         while time.monotonic() < deadline:
             if not timeline or timeline[-1][1] != scaler.replicas:
@@ -181,17 +171,6 @@ def _jpeg() -> bytes:
 
 
 # --- prefork: workers forked from the standby ------------------------------------------
-
-DETECTOR = [
-    sys.executable,
-    "-m",
-    "tripwire.app.cli",
-    "detector",
-    "--weights",
-    "yolo11n.yaml",
-    "--metrics-port",
-    "0",
-]
 
 
 @pytest.fixture

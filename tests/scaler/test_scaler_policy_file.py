@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.scaled_object import nats_scaled_object
 from tripwire.brokers.settings import NatsSettings, RabbitSettings
 from tripwire.scaler import (
     HpaPolicy,
@@ -24,25 +25,7 @@ from tripwire.scaler import (
 )
 from tripwire.settings import DetectorSettings
 
-MINIMAL: dict[str, Any] = {
-    "apiVersion": "keda.sh/v1alpha1",
-    "kind": "ScaledObject",
-    "metadata": {"name": "d", "namespace": "tripwire"},
-    "spec": {
-        "scaleTargetRef": {"name": "tripwire-detector"},
-        "triggers": [
-            {
-                "type": "nats-jetstream",
-                "metadata": {
-                    "natsServerMonitoringEndpoint": "nats:8222",
-                    "account": "$G",
-                    "stream": "S",
-                    "consumer": "c",
-                },
-            }
-        ],
-    },
-}
+MINIMAL: dict[str, Any] = nats_scaled_object("d")
 RABBIT_TRIGGER: dict[str, Any] = {
     "type": "rabbitmq",
     "metadata": {"protocol": "http", "queueName": "q"},

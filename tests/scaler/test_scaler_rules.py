@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from tests.scaled_object import nats_scaled_object
 from tripwire.scaler import (
     HpaBehavior,
     HpaPolicy,
@@ -38,28 +39,8 @@ def make_policy(
     **spec: Any,
 ) -> ScalingPolicy:
     """A nats-jetstream ScaledObject with the given spec fields, through the real parser."""
-    obj: dict[str, Any] = {
-        "apiVersion": "keda.sh/v1alpha1",
-        "kind": "ScaledObject",
-        "metadata": {"name": "t", "namespace": "tripwire"},
-        "spec": {
-            "scaleTargetRef": {"name": "tripwire-detector"},
-            "triggers": [
-                {
-                    "type": "nats-jetstream",
-                    "metadata": {
-                        "natsServerMonitoringEndpoint": "nats:8222",
-                        "account": "$G",
-                        "stream": "S",
-                        "consumer": "c",
-                        "lagThreshold": str(target),
-                        "activationLagThreshold": str(activation),
-                    },
-                }
-            ],
-            **spec,
-        },
-    }
+    obj = nats_scaled_object("t", lagThreshold=str(target), activationLagThreshold=str(activation))
+    obj["spec"].update(spec)
     if behavior is not None:
         obj["spec"]["advanced"] = {"horizontalPodAutoscalerConfig": {"behavior": behavior}}
     return policy_from_object(obj, "test")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -31,28 +32,21 @@ def open_broker(
     default model's, unless models were declared already. ``model``: the one whose frames
     ``fetch`` and ``depth`` read."""
     scheme = urlsplit(url).scheme
+    adapter: Callable[..., Broker]
     if scheme in {"nats", "tls"}:
         from tripwire.brokers.jetstream import JetStreamBroker
 
-        return JetStreamBroker(
-            url,
-            settings.nats,
-            connect_timeout_s=settings.connect_timeout_s,
-            publish_timeout_s=settings.publish_timeout_s,
-            feed=feed,
-            routes=routes,
-            model=model,
-        )
-    if scheme in {"amqp", "amqps"}:
+        adapter = partial(JetStreamBroker, url, settings.nats)
+    elif scheme in {"amqp", "amqps"}:
         from tripwire.brokers.rabbitmq import RabbitBroker
 
-        return RabbitBroker(
-            url,
-            settings.rabbitmq,
-            connect_timeout_s=settings.connect_timeout_s,
-            publish_timeout_s=settings.publish_timeout_s,
-            feed=feed,
-            routes=routes,
-            model=model,
-        )
-    raise ConfigError(f"broker url {redact(url)}: unknown scheme {scheme!r}")
+        adapter = partial(RabbitBroker, url, settings.rabbitmq)
+    else:
+        raise ConfigError(f"broker url {redact(url)}: unknown scheme {scheme!r}")
+    return adapter(
+        connect_timeout_s=settings.connect_timeout_s,
+        publish_timeout_s=settings.publish_timeout_s,
+        feed=feed,
+        routes=routes,
+        model=model,
+    )

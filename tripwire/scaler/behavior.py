@@ -56,6 +56,16 @@ class _Camel(BaseModel):
     )
 
 
+class _NilIsDefault(_Camel):
+    @model_validator(mode="before")
+    @classmethod
+    def _nil_is_default(cls, data: Any) -> Any:
+        # A key written without a value is a nil pointer in Go, i.e. "use the default".
+        if isinstance(data, dict):
+            return {key: value for key, value in data.items() if value is not None}
+        return data
+
+
 class HpaPolicy(_Camel):
     """One HPA scaling policy: change by ``value`` pods or percent per ``period_seconds``."""
 
@@ -64,7 +74,7 @@ class HpaPolicy(_Camel):
     period_seconds: int = Field(gt=0, le=1800, description="the window the policy holds for")
 
 
-class ScalingRules(_Camel):
+class ScalingRules(_NilIsDefault):
     """``scaleUp`` or ``scaleDown``: stabilization window, policies, how to pick, tolerance."""
 
     stabilization_window_seconds: int = Field(ge=0, le=3600, description="window of past advice")
@@ -75,14 +85,6 @@ class ScalingRules(_Camel):
     tolerance: float = Field(
         DEFAULT_TOLERANCE, ge=0.0, description="no rescale within this ratio of the target"
     )
-
-    @model_validator(mode="before")
-    @classmethod
-    def _nil_is_default(cls, data: Any) -> Any:
-        # A key written without a value is a nil pointer in Go, i.e. "use the default".
-        if isinstance(data, dict):
-            return {key: value for key, value in data.items() if value is not None}
-        return data
 
     @field_validator("tolerance", mode="before")
     @classmethod
@@ -121,15 +123,8 @@ class ScaleDownRules(ScalingRules):
     )
 
 
-class HpaBehavior(_Camel):
+class HpaBehavior(_NilIsDefault):
     """The HPA behavior block; a direction left out gets all of its defaults."""
 
     scale_up: ScaleUpRules = Field(default_factory=ScaleUpRules, description="scaling out")
     scale_down: ScaleDownRules = Field(default_factory=ScaleDownRules, description="scaling in")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _nil_is_default(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            return {key: value for key, value in data.items() if value is not None}
-        return data

@@ -40,6 +40,7 @@ from tripwire.app.stack import Stack, StackOptions, running_stack
 from tripwire.brokers import Broker, open_broker
 from tripwire.contract import ALERTS_PREFIX, DETECTIONS_PREFIX
 from tripwire.meters import MetricsSettings, Sampler
+from tripwire.meters.pipeline import Probe
 from tripwire.meters.power_profile import load_profile
 from tripwire.scaler.policy import write_policy_copy
 from tripwire.settings import DetectorSettings, GatewaySettings
@@ -67,6 +68,17 @@ def _processes(stack: Stack) -> dict[str, list[int]]:
     if standby is not None and standby.process is not None and standby.process.returncode is None:
         out["standby"] = [standby.process.pid]
     return out
+
+
+def stack_probes(stack: Stack, tally: Tally) -> dict[str, Probe]:
+    """The sampler's probes of a running stack: replicas, queue depth, live detector
+    workers, frames processed."""
+    return {
+        "replicas": lambda: stack.replicas,
+        "queue_depth": lambda: stack.scaler.last_metric,
+        "workers": lambda: len(_processes(stack).get("detector", [])),
+        "processed": lambda: len(tally.processed),
+    }
 
 
 async def _listen(broker: Broker, tally: Tally, t0_ns: int) -> None:
@@ -174,13 +186,7 @@ async def run_mode(
         sampler = Sampler.from_settings(
             MetricsSettings(interval_s=options.interval_s, jsonl=samples, uss_every=5),
             processes=lambda: _processes(stack),
-            probes={
-                "replicas": lambda: stack.replicas,
-                "queue_depth": lambda: stack.scaler.last_metric,
-                "workers": lambda: len(_processes(stack).get("detector", [])),
-                "processed": lambda: len(tally.processed),
-                "published": published,
-            },
+            probes={**stack_probes(stack, tally), "published": published},
         )
         stop = asyncio.Event()
         sampling = asyncio.create_task(sampler.run(stop))
